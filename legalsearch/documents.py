@@ -1,0 +1,131 @@
+"""The data model every stage shares: a `Law` holding its ordered `Article`s, and the `Chunk`s that get embedded."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+ArticleKind = Literal[
+    "articulo",
+    "disposicion_adicional",
+    "disposicion_transitoria",
+    "disposicion_derogatoria",
+    "disposicion_final",
+    "preambulo",
+    "anexo",
+    "texto",  # the dispositive text of a law not divided into articles (old orders, resoluciones)
+]
+ARTICLE_KINDS: tuple[str, ...] = ArticleKind.__args__  # type: ignore[attr-defined]
+
+LawStatus = Literal["vigente", "derogada", "desconocido"]
+
+BOE_URL = "https://www.boe.es/buscar/act.php?id={boe_id}"
+
+
+def article_url(boe_id: str, anchor: str) -> str:
+    """The BOE's citation link for one unit of a law: the consolidated page at the unit's anchor."""
+    return f"{BOE_URL.format(boe_id=boe_id)}#{anchor}"
+
+
+@dataclass
+class Article:
+    """One unit users search for: an article, a disposición, the preámbulo or an anexo.
+
+    `article_id` is the same whatever format the law came in (`a14`, `a14bis`, `au`, `da1`, `dtu`, `an2`);
+    `anchor` is the fragment the BOE's own page uses for it when the source carried one (usually the same; the
+    BOE numbers some anchors oddly, e.g. `a1-2` for article 10), and `url` points there.
+    """
+
+    article_id: str
+    kind: ArticleKind
+    number: str | None
+    heading: str
+    path: tuple[str, ...]
+    text: str
+    url: str
+    anchor: str
+    notes: tuple[str, ...] = ()
+    version_date: str | None = None  # ISO date the text shown came into force
+    version_published: str | None = None  # ISO date of the BOE issue that published this wording
+    version_norma: str | None = None  # BOE id of the law that gave this wording
+
+    @property
+    def citation(self) -> str:
+        """Short citation label, e.g. "Art. 14", "Disp. adicional 1.ª", "Anexo II"."""
+        if self.kind == "articulo" and self.number:
+            return f"Art. {self.number}"
+        return self.heading.split(".")[0].strip() or self.article_id
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256("\x1f".join((self.heading, " › ".join(self.path), self.text)).encode()).hexdigest()
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["path"] = list(self.path)
+        data["notes"] = list(self.notes)
+        return data
+
+
+@dataclass
+class Law:
+    """One statute as read from one source, with its units in the law's own order."""
+
+    boe_id: str
+    title: str
+    source_format: str
+    origin: str
+    rango: str | None = None
+    departamento: str | None = None
+    fecha_disposicion: str | None = None
+    fecha_publicacion: str | None = None
+    fecha_vigencia: str | None = None
+    fecha_actualizacion: str | None = None  # the consolidation date of the text ("actualizado a")
+    eli_url: str | None = None
+    status: LawStatus = "desconocido"
+    articles: list[Article] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return BOE_URL.format(boe_id=self.boe_id)
+
+    def counts(self) -> dict[str, int]:
+        """Number of units per kind, in `ARTICLE_KINDS` order, kinds with none left out."""
+        counts = {kind: 0 for kind in ARTICLE_KINDS}
+        for article in self.articles:
+            counts[article.kind] += 1
+        return {kind: n for kind, n in counts.items() if n}
+
+    def article(self, article_id: str) -> Article:
+        for article in self.articles:
+            if article.article_id == article_id:
+                return article
+        raise KeyError(f"{self.boe_id} has no unit {article_id!r}")
+
+    def metadata(self) -> dict:
+        data = asdict(self)
+        del data["articles"]
+        return data
+
+    def to_dict(self) -> dict:
+        data = self.metadata()
+        data["url"] = self.url
+        data["counts"] = self.counts()
+        data["articles"] = [article.to_dict() for article in self.articles]
+        return data
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What gets embedded: a whole article, or one piece of a long one, with a context header."""
+
+    chunk_id: str  # "<boe_id>#<article_id>#<part>"
+    boe_id: str
+    article_id: str
+    part: int
+    text: str  # header + body, exactly what the model encodes
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()

@@ -1,0 +1,167 @@
+"""BOE XML: the open-data API's consolidated text (`<response><data>…<texto><bloque><version>`) and the diario
+XML of a law as originally published (`<documento><metadatos>…<texto>` of flat `<p class>`)."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+from ..documents import Law
+from ..errors import ParseError
+from .structure import Block, Version, role_for_class, segment
+
+BOE_ID = re.compile(r"\b(BOE-[A-Z]-\d{4}-\d+|BOJA-[a-z]-\d{4}-\d+|[A-Z]{2,5}-[A-Za-z]-\d{4}-\d+)\b")
+
+
+def iso_date(value: str | None) -> str | None:
+    """ "19781229" or "20231215T130326Z" → "1978-12-29"; None for empty values."""
+    if not value:
+        return None
+    m = re.match(r"(\d{4})(\d{2})(\d{2})", value.strip())
+    return f"{m[1]}-{m[2]}-{m[3]}" if m else None
+
+
+def detect(data: bytes) -> str | None:
+    head = data[:4096].lstrip()
+    if not head.startswith(b"<?xml") and not head.startswith(b"<"):
+        return None
+    if b"<response" in head:
+        return "boe-api-xml"
+    if b"<documento" in head:
+        return "boe-diario-xml"
+    return None
+
+
+def _root(data: bytes, origin: str) -> ET.Element:
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ParseError(origin, f"malformed or truncated XML ({exc})") from None
+
+
+def _text(element: ET.Element | None) -> str:
+    return "".join(element.itertext()) if element is not None else ""
+
+
+def _blocks(element: ET.Element, version: Version | None, anchor: str | None = None) -> Iterator[Block]:
+    """Blocks of the BOE paragraphs under `element`, in document order; tables become one paragraph per row."""
+    for child in element:
+        tag = child.tag.rsplit("}", 1)[-1]
+        if tag == "p":
+            role = role_for_class(child.get("class"))
+            yield Block(role, _text(child), anchor if role == "heading" else None, version)
+            if role == "heading":
+                anchor = None
+        elif tag == "blockquote":
+            notes = [p for p in child.iter() if p.tag.rsplit("}", 1)[-1] == "p"]
+            if notes and all(role_for_class(p.get("class")) == "note" for p in notes):
+                yield Block("note", " ".join(_text(p) for p in notes), None, version)
+            else:
+                yield from _blocks(child, version, anchor)
+        elif tag == "tr":
+            cells = [" ".join(_text(cell).split()) for cell in child if cell.tag.rsplit("}", 1)[-1] in ("td", "th")]
+            yield Block("paragraph", " | ".join(c for c in cells if c), None, version)
+        elif tag in ("img", "a"):
+            continue
+        else:
+            yield from _blocks(child, version, anchor)
+
+
+def _pick_version(bloque: ET.Element, as_of: str | None) -> ET.Element | None:
+    versions = bloque.findall("version")
+    if as_of:
+        day = as_of.replace("-", "")
+        versions = [v for v in versions if (v.get("fecha_vigencia") or v.get("fecha_publicacion") or "") <= day]
+    if not versions:
+        return None
+    # the latest wording; versions come oldest first, and equal dates keep document order
+    return max(enumerate(versions), key=lambda iv: (iv[1].get("fecha_vigencia") or "", iv[0]))[1]
+
+
+def _api_blocks(texto: ET.Element, as_of: str | None) -> Iterator[Block]:
+    for bloque in texto.iter("bloque"):
+        chosen = _pick_version(bloque, as_of)
+        if chosen is None:
+            continue
+        version = Version(
+            iso_date(chosen.get("fecha_vigencia")), iso_date(chosen.get("fecha_publicacion")), chosen.get("id_norma")
+        )
+        tipo, anchor = bloque.get("tipo"), bloque.get("id")
+        if tipo == "preambulo":
+            yield Block("preambulo", "", anchor, version)
+        elif tipo == "parte_dispositiva":
+            yield Block("texto", "", anchor, version)
+        elif tipo == "firma":
+            yield Block("signature", "firma", anchor, version)
+            continue
+        elif tipo == "precepto":
+            blocks = list(_blocks(chosen, version))
+            headings = [i for i, b in enumerate(blocks) if b.role == "heading"]
+            if not headings:
+                blocks.insert(0, Block("heading", bloque.get("titulo") or anchor or "", None, version))
+                headings = [0]
+            blocks[headings[0]].anchor = anchor
+            for i in headings[1:]:  # an article quoted inside this one (an amending provision)
+                blocks[i].role = "paragraph"
+            yield from blocks
+            continue
+        yield from _blocks(chosen, version)
+
+
+def _law_metadata(meta: ET.Element | None, fallback_id: str | None, origin: str) -> dict:
+    def get(name: str) -> str | None:
+        value = meta.findtext(name) if meta is not None else None
+        return value.strip() if value and value.strip() else None
+
+    boe_id = get("identificador") or fallback_id
+    if not boe_id:
+        raise ParseError(origin, "no BOE identifier in the XML; name the file after the law (BOE-A-AAAA-NNNN.xml)")
+    derogada = get("estatus_derogacion") == "S" or get("vigencia_agotada") == "S"
+    status = (
+        "derogada" if derogada else ("vigente" if meta is not None and get("estatus_derogacion") else "desconocido")
+    )
+    return dict(
+        boe_id=boe_id,
+        title=get("titulo") or boe_id,
+        rango=get("rango"),
+        departamento=get("departamento"),
+        fecha_disposicion=iso_date(get("fecha_disposicion")),
+        fecha_publicacion=iso_date(get("fecha_publicacion")),
+        fecha_vigencia=iso_date(get("fecha_vigencia")),
+        fecha_actualizacion=iso_date(get("fecha_actualizacion")),
+        eli_url=get("url_eli"),
+        status=status,
+    )
+
+
+def parse_api(data: bytes, origin: str, as_of: str | None = None) -> Law:
+    root = _root(data, origin)
+    data_el = root.find("data")
+    texto = data_el.find("texto") if data_el is not None else None
+    if texto is None and data_el is not None and data_el.find("bloque") is not None:
+        texto = data_el  # a /texto/bloque/<id> response: one block of the law
+    if texto is None:
+        raise ParseError(origin, "BOE API response without <texto>; fetch the law's /texto as well")
+    first_version = texto.find("bloque/version")
+    origin_id = BOE_ID.search(origin)
+    fallback = origin_id[1] if origin_id else (first_version.get("id_norma") if first_version is not None else None)
+    meta = _law_metadata(data_el.find("metadatos"), fallback, origin)
+    articles = segment(meta["boe_id"], list(_api_blocks(texto, as_of)))
+    law = Law(source_format="boe-api-xml", origin=origin, articles=articles, **meta)
+    if not law.fecha_actualizacion:
+        dates = [a.version_date for a in articles if a.version_date]
+        law.fecha_actualizacion = max(dates) if dates else None
+    return law
+
+
+def parse_diario(data: bytes, origin: str) -> Law:
+    root = _root(data, origin)
+    texto = root.find("texto")  # the direct child: <analisis> holds <texto> elements of its own
+    if texto is None:
+        raise ParseError(origin, "BOE diario XML without <texto>")
+    origin_id = BOE_ID.search(origin)
+    meta = _law_metadata(root.find("metadatos"), origin_id[1] if origin_id else None, origin)
+    version = Version(meta["fecha_vigencia"], meta["fecha_publicacion"], meta["boe_id"])
+    articles = segment(meta["boe_id"], list(_blocks(texto, version)))
+    return Law(source_format="boe-diario-xml", origin=origin, articles=articles, **meta)

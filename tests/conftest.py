@@ -1,0 +1,82 @@
+"""Shared fixtures: the real BOE corpus beside the repo, an isolated user environment, a local BOE API."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from legalsearch.documents import Law
+from legalsearch.sources import parse_file
+
+REPO = Path(__file__).resolve().parent.parent
+CORPORA = REPO.parent / "shared" / "corpora"
+EVAL = REPO.parent / "shared" / "eval"
+needs_corpora = pytest.mark.skipif(
+    not (CORPORA / "MANIFEST.tsv").exists(), reason=f"real BOE corpus not found at {CORPORA}"
+)
+
+
+def manifest() -> list[dict[str, str]]:
+    if not (CORPORA / "MANIFEST.tsv").exists():
+        return []
+    with open(CORPORA / "MANIFEST.tsv", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+@functools.cache
+def corpus_law(relative: str, as_of: str | None = None) -> Law:
+    """Parse a corpus file once per test session."""
+    return parse_file(CORPORA / relative, as_of=as_of)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the user's folders or reaches the network by accident."""
+    monkeypatch.setenv("LEGALSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LEGALSEARCH_INDEX", str(tmp_path / "indexes" / "default"))
+    monkeypatch.setenv("LEGALSEARCH_BOE_API", "http://127.0.0.1:9/unreachable")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: ClassVar[dict[str, tuple[int, bytes]]] = {}
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        status, body = self.routes.get(self.path, (404, b"<response><status><code>404</code></status></response>"))
+        if callable(body):
+            status, body = body()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def boe_server() -> Iterator[tuple[str, dict, list]]:
+    """A stand-in for the BOE open-data API on 127.0.0.1: (base_url, routes, hits). Fill `routes` with
+    path → (status, body)."""
+    handler = type("Handler", (_Handler,), {"routes": {}, "hits": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/datosabiertos/api/legislacion-consolidada"
+    try:
+        yield base, handler.routes, handler.hits
+    finally:
+        server.shutdown()
+        server.server_close()
