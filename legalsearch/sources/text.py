@@ -129,9 +129,9 @@ def parse(data: bytes, origin: str, markdown: bool | None = None) -> Law:
     paragraphs = _markdown_paragraphs(body) if markdown else body.splitlines()
     lines = list(paragraphs)
     title = meta.get("title")
-    if markdown and lines and lines[0] and not heading_role(lines[0]) and (title is None or lines[0] == title):
-        title = title or lines[0]
-        lines = lines[1:]  # the "# Title" line
+    if lines and lines[0].strip() and not heading_role(lines[0]) and (title is None or lines[0] == title):
+        title = title or BOE_ID.sub("", lines[0]).strip().rstrip(" -—|·(")
+        lines = lines[1:]  # the title line ("# Title" in Markdown)
     boe_id = meta.get("identifier")
     if not boe_id:
         found = BOE_ID.search(text[:5000]) or BOE_ID.search(origin)
@@ -144,7 +144,7 @@ def parse(data: bytes, origin: str, markdown: bool | None = None) -> Law:
     status = {"in_force": "vigente", "repealed": "derogada"}.get(meta.get("status", ""), "desconocido")
     return Law(
         boe_id=boe_id,
-        title=title or (lines[0].strip() if lines else boe_id),
+        title=title or boe_id,
         source_format="markdown" if markdown else "text",
         origin=origin,
         rango=meta.get("rank", "").capitalize() or None,

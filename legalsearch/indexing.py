@@ -1,0 +1,281 @@
+"""`legalsearch index`: sources → laws → chunks → vectors → index folder, incrementally.
+
+Unchanged source files (same sha256 as recorded in the index) are not even parsed; chunks whose text is already
+in the index keep their vectors; only new or changed chunks are embedded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import sources as sources_module
+from .chunking import DEFAULT_MAX_TOKENS, chunk_law
+from .documents import Law
+from .embedding import Encoder, dims_for, load_encoder
+from .errors import LegalSearchError, ModelError
+from .store import FAISS_FACTORIES, IndexContents, StoredLaw, load_contents, sha256_file, write_index
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+FORMAT_PREFERENCE = ("boe-api-xml", "boe-html", "pdf", "markdown", "boe-diario-xml", "text")
+
+
+@dataclass
+class IndexReport:
+    index: Path
+    laws: int = 0
+    articles: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    reused: int = 0
+    parsed_sources: int = 0
+    unchanged_sources: int = 0
+    dims: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    bytes: int = 0
+    up_to_date: bool = False
+    duplicates: list[str] = field(default_factory=list)  # "<boe_id>: kept <origin>, skipped <origin>…"
+    errors: list[LegalSearchError] = field(default_factory=list)
+
+
+def _preference(law: Law) -> tuple:
+    """Which of several sources of one law to index: whole laws first, then the newest consolidation,
+    then the richer format."""
+    fmt_rank = FORMAT_PREFERENCE.index(law.source_format) if law.source_format in FORMAT_PREFERENCE else 99
+    newest = law.fecha_actualizacion or law.fecha_publicacion or ""
+    return (len(law.articles) > 1, newest, -fmt_rank)
+
+
+def _model_record(encoder: Encoder) -> dict:
+    info = encoder.info
+    return {
+        "id": info.model_id,
+        "revision": info.revision,
+        "dim": info.dim,
+        "max_seq_length": info.max_seq_length,
+        "precision": info.precision,
+    }
+
+
+def same_model(recorded: dict, model_id: str) -> bool:
+    """Whether `model_id` (a hub id or folder) names the model an index was built with."""
+    if model_id == recorded["id"]:
+        return True
+    folder = Path(model_id).expanduser()
+    return folder.exists() and str(folder.resolve()) == recorded["id"]
+
+
+def build(
+    arguments: Iterable[str],
+    index: Path,
+    *,
+    model: str | None = None,
+    dims: list[int] | None = None,
+    faiss_kind: str | None = None,
+    max_tokens: int | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
+    as_of: str | None = None,
+    fetcher: Callable[[str], Path] | None = None,
+    replace: bool = False,
+    progress: Progress | None = None,
+    encoder: Encoder | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> IndexReport:
+    """Index `arguments` (files, folders, BOE ids, id lists) into `index`, adding to or updating what it holds.
+
+    With `replace`, laws not among the sources are dropped. Sources that fail are reported in `errors`; the
+    others are indexed. Nothing is written when nothing changed, and a failure leaves the old index intact.
+    """
+    started = time.perf_counter()
+    index = Path(index)
+    report = IndexReport(index)
+    tick = progress or (lambda stage, done, total: None)
+    if faiss_kind is not None and faiss_kind not in FAISS_FACTORIES:
+        raise LegalSearchError(f"unknown FAISS index kind {faiss_kind!r}; choose one of {', '.join(FAISS_FACTORIES)}")
+
+    existing = load_contents(index) if (index / "manifest.json").exists() else None
+    if existing is not None and model is not None and not same_model(existing.model, model):
+        raise ModelError(
+            f"{index} was built with model {existing.model['id']}, not {model}; "
+            f"index with --model {existing.model['id']} or into another --index"
+        )
+    model_id = model or (existing.model["id"] if existing else None)
+
+    try:
+        resolved = list(sources_module.resolve(arguments))
+    except LegalSearchError as exc:
+        report.errors.append(exc)
+        resolved = []
+    wanted_tokens = max_tokens or (existing.max_tokens if existing else None)
+    tokens_changed = existing is not None and wanted_tokens is not None and wanted_tokens != existing.max_tokens
+    stored_by_id = {s.law.boe_id: s for s in existing.laws} if existing else {}
+
+    # 1. Read sources; skip those whose bytes the index already holds.
+    new_laws: list[tuple[Law, str]] = []  # (law, source sha256)
+    source_records: dict[str, dict] = {}
+    kept_unchanged: set[str] = set()
+    for done, source in enumerate(resolved, 1):
+        tick("parse", done - 1, len(resolved))
+        try:
+            path = source.path
+            if source.boe_id is not None:
+                if fetcher is None:
+                    raise LegalSearchError(f"{source.boe_id}: BOE ids need the fetcher")
+                path = fetcher(source.boe_id)
+            digest = sha256_file(path)
+            recorded = existing.sources.get(source.label) if existing else None
+            if (
+                recorded
+                and recorded["sha256"] == digest
+                and not tokens_changed
+                and all(b in stored_by_id for b in recorded["laws"])
+            ):
+                kept_unchanged.update(recorded["laws"])
+                source_records[source.label] = recorded
+                report.unchanged_sources += 1
+                continue
+            law = sources_module.parse_file(path, as_of)
+            new_laws.append((law, digest))
+            source_records[source.label] = {"sha256": digest, "laws": [law.boe_id]}
+            report.parsed_sources += 1
+        except LegalSearchError as exc:
+            report.errors.append(exc)
+    tick("parse", len(resolved), len(resolved))
+
+    # 2. One source per law.
+    by_id: dict[str, list[tuple[Law, str]]] = {}
+    for law, digest in new_laws:
+        by_id.setdefault(law.boe_id, []).append((law, digest))
+    chosen: dict[str, tuple[Law, str]] = {}
+    for boe_id, candidates in by_id.items():
+        if boe_id in kept_unchanged:
+            candidates = [c for c in candidates if _preference(c[0]) > _preference(stored_by_id[boe_id].law)]
+            if not candidates:
+                continue
+        candidates.sort(key=lambda c: _preference(c[0]), reverse=True)
+        chosen[boe_id] = candidates[0]
+        if len(candidates) > 1:
+            skipped = ", ".join(c[0].origin for c in candidates[1:])
+            report.duplicates.append(f"{boe_id}: indexed {candidates[0][0].origin}; skipped {skipped}")
+    for record in source_records.values():  # sources whose law lost to another source of it hold no law here
+        record["laws"] = [b for b in record["laws"] if b in chosen or b in kept_unchanged]
+
+    given = set(chosen) | kept_unchanged
+    kept = [s for s in (existing.laws if existing else []) if s.law.boe_id not in chosen]
+    if replace:
+        kept = [s for s in kept if s.law.boe_id in given]
+    dims_changed = existing is not None and (
+        (dims is not None and sorted(set(dims), reverse=True) != existing.dims)
+        or (faiss_kind is not None and faiss_kind != existing.faiss_kind)
+    )
+    removed = existing is not None and len(kept) + len(chosen) < len(existing.laws)
+    if existing is not None and not chosen and not dims_changed and not removed and not tokens_changed:
+        report.up_to_date = True
+        report.laws = len(existing.laws)
+        report.articles = sum(len(s.law.articles) for s in existing.laws)
+        report.chunks = sum(len(s.chunks) for s in existing.laws)
+        report.reused = report.chunks
+        report.dims = existing.dims
+        report.seconds = time.perf_counter() - started
+        report.bytes = sum(p.stat().st_size for p in index.rglob("*") if p.is_file())
+        return report
+    if not chosen and existing is None:
+        raise LegalSearchError("nothing to index: no source could be read")
+
+    # 3. Chunk and embed what is new.
+    encoder = encoder or load_encoder(model_id, device, notify)
+    if existing is not None and not same_model(existing.model, encoder.info.model_id):
+        raise ModelError(f"{index} was built with model {existing.model['id']}, not {encoder.info.model_id}")
+    if existing is not None and existing.model.get("revision") != encoder.info.revision:
+        raise ModelError(
+            f"{index} was built with revision {existing.model.get('revision')} of {existing.model['id']}, "
+            f"but {encoder.info.revision} is loaded; rebuild into a new --index"
+        )
+    budget = wanted_tokens or min(DEFAULT_MAX_TOKENS, encoder.info.max_seq_length)
+    known: dict[str, np.ndarray] = {}
+    for stored in existing.laws if existing else []:
+        for chunk, vector in zip(stored.chunks, stored.vectors, strict=True):
+            known[chunk.content_hash] = vector
+    fresh: list[StoredLaw] = []
+    to_embed: list[tuple[int, int, str]] = []  # (law position, chunk position, text)
+    for law, digest in chosen.values():
+        chunks = chunk_law(law, encoder.count_tokens, budget)
+        vectors = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
+        for i, chunk in enumerate(chunks):
+            vector = known.get(chunk.content_hash)
+            if vector is None:
+                to_embed.append((len(fresh), i, chunk.text))
+            else:
+                vectors[i] = vector
+        fresh.append(StoredLaw(law, chunks, vectors, digest))
+    if tokens_changed:  # every kept law is re-chunked at the new budget
+        for stored in kept:
+            chunks = chunk_law(stored.law, encoder.count_tokens, budget)
+            vectors = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
+            for i, chunk in enumerate(chunks):
+                vector = known.get(chunk.content_hash)
+                if vector is None:
+                    to_embed.append((len(fresh), i, chunk.text))
+                else:
+                    vectors[i] = vector
+            fresh.append(StoredLaw(stored.law, chunks, vectors, stored.source_sha256))
+        kept = []
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        tick("embed", done, len(to_embed))
+
+    tick("embed", 0, len(to_embed))
+    embedded = encoder.encode([t for _, _, t in to_embed], batch_size=batch_size, progress=advance)
+    for (law_pos, chunk_pos, _), vector in zip(to_embed, embedded, strict=True):
+        fresh[law_pos].vectors[chunk_pos] = vector
+
+    # 4. Write: kept laws in their old order, updated ones in place, new ones after.
+    fresh_by_id = {s.law.boe_id: s for s in fresh}
+    kept_ids = {id(s) for s in kept}
+    ordered: list[StoredLaw] = []
+    for stored in existing.laws if existing else []:
+        if stored.law.boe_id in fresh_by_id:
+            ordered.append(fresh_by_id.pop(stored.law.boe_id))
+        elif id(stored) in kept_ids:
+            ordered.append(stored)
+    ordered += fresh_by_id.values()
+    full_dim = encoder.dim
+    contents = IndexContents(
+        model=_model_record(encoder),
+        dims=dims_for(full_dim, dims or (existing.dims if existing else None)),
+        faiss_kind=faiss_kind or (existing.faiss_kind if existing else "flat"),
+        max_tokens=budget,
+        laws=ordered,
+        sources={**(existing.sources if existing and not replace else {}), **source_records},
+        defaults={"dim": full_dim, "k": 5, "mode": "dense"},
+        build={"embedded": len(to_embed), "seconds": round(time.perf_counter() - started, 3)},
+    )
+    live = {s.law.boe_id for s in ordered}
+    contents.sources = {k: v for k, v in contents.sources.items() if any(b in live for b in v["laws"])}
+    steps = 2 + len(contents.dims)
+    written = 0
+
+    def on_step(name: str) -> None:
+        nonlocal written
+        written += 1
+        tick("write", written, steps)
+
+    tick("write", 0, steps)
+    manifest = write_index(index, contents, on_step)
+    report.laws = manifest["counts"]["laws"]
+    report.articles = manifest["counts"]["articles"]
+    report.chunks = manifest["counts"]["chunks"]
+    report.embedded = len(to_embed)
+    report.reused = report.chunks - report.embedded
+    report.dims = contents.dims
+    report.seconds = time.perf_counter() - started
+    report.bytes = sum(meta["bytes"] for meta in manifest["files"].values())
+    return report
