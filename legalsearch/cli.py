@@ -172,12 +172,7 @@ def index(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     target = index_path or default_index()
-    wanted_dims = None
-    if dims:
-        try:
-            wanted_dims = [int(d) for d in dims.replace(" ", "").split(",") if d]
-        except ValueError:
-            raise fail(f"--dims {dims!r}: give numbers separated by commas, e.g. 1024,256,64") from None
+    wanted_dims = _parse_dims(dims)
     client = BOEClient(cache=cache or default_cache())
     labels = {"parse": "Parsing sources", "embed": "Embedding chunks", "write": "Writing index"}
     with Progress(
@@ -298,6 +293,68 @@ def info(
         if bad:
             raise fail(f"{search.path}: checksum mismatch in {', '.join(bad)}; rebuild the index")
         err.print("checksums ok")
+
+
+def _parse_dims(dims: str | None) -> list[int] | None:
+    if not dims:
+        return None
+    try:
+        return [int(d) for d in dims.replace(" ", "").split(",") if d]
+    except ValueError:
+        raise fail(f"--dims {dims!r}: give numbers separated by commas, e.g. 1024,256,64") from None
+
+
+@app.command("eval")
+def evaluate(
+    questions: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Argument(help='JSONL of questions: question, boe_id, article (as written: "14", "14 bis").'),
+    ] = None,
+    index_path: IndexOpt = None,
+    dims: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--dims", help="Dims to evaluate, e.g. 1024,256 [default: every dim built]."),
+    ] = None,
+    mode: Annotated[str, typer.Option(help="Search mode.")] = "dense",
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", help="Folder for metrics.json, metrics.csv and a TREC run file per dim."),
+    ] = None,
+    pairs: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--pairs", help="JSONL of (question, context) pairs: the model card's protocol, no index."),
+    ] = None,
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+) -> None:
+    """Retrieval metrics per Matryoshka dim, named and defined as on the model card."""
+    from .embedding import dims_for, load_encoder
+    from .evaluation import METRIC_NAMES, evaluate_index, evaluate_pairs, load_pairs, load_questions, write_report
+
+    wanted = _parse_dims(dims)
+    try:
+        if pairs is not None:
+            encoder = load_encoder(model or default_model())
+            report = evaluate_pairs(encoder, load_pairs(pairs), dims_for(encoder.dim, wanted), batch_size)
+        elif questions is not None:
+            report = evaluate_index(_open(index_path, model), load_questions(questions), wanted, mode)
+        else:
+            raise fail("give a QUESTIONS.jsonl file, or --pairs PAIRS.jsonl")
+    except LegalSearchError as exc:
+        raise fail(str(exc)) from None
+    title = f"{report.protocol} · mode {report.mode} · {report.questions} questions · {report.model}"
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    for dim in report.dims:
+        table.add_column(str(dim), justify="right")
+    for name in METRIC_NAMES:
+        table.add_row(name, *(f"{report.metrics[dim][name]:.4f}" for dim in report.dims))
+    out.print(table)
+    for item in report.skipped:
+        err.print(f"[yellow]not scored:[/yellow] {item['id']} {item['relevant']}: {item['reason']}", soft_wrap=True)
+    if output is not None:
+        for path in write_report(report, output):
+            err.print(f"wrote {path}")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from .indexing import same_model
 from .store import DATABASE, connect, read_manifest
 
 MAX_QUERY_CHARS = 4000
+SEARCH_MODES = ("dense",)
 
 
 @dataclass
@@ -149,15 +150,24 @@ class LegalSearch:
         """Full-dim unit vectors of the queries."""
         return self.encoder.encode(queries, batch_size=32)
 
-    def search(self, query: str, k: int = 5, dim: int | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = 5, dim: int | None = None, mode: str = "dense") -> list[Hit]:
         """The `k` articles that best answer `query`, best first."""
-        return self.search_many([query], k=k, dim=dim)[0]
+        return self.search_many([query], k=k, dim=dim, mode=mode)[0]
 
-    def search_many(self, queries: list[str], k: int = 5, dim: int | None = None) -> list[list[Hit]]:
-        """`search` for many queries, encoding them in one batch."""
+    def search_many(
+        self,
+        queries: list[str],
+        k: int = 5,
+        dim: int | None = None,
+        mode: str = "dense",
+        vectors: np.ndarray | None = None,
+    ) -> list[list[Hit]]:
+        """`search` for many queries, encoding them in one batch (or using `vectors`, already embedded)."""
         dim = self._check_dim(k, dim)
         self._check_queries(queries)
-        return self.search_vectors(self.embed(queries), k=k, dim=dim)
+        if mode not in SEARCH_MODES:
+            raise QueryError(f"unknown mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
+        return self.search_vectors(self.embed(queries) if vectors is None else vectors, k=k, dim=dim)
 
     def search_vectors(self, vectors: np.ndarray, k: int = 5, dim: int | None = None) -> list[list[Hit]]:
         """Search with query vectors already embedded at full dim (for benchmarks and batch evaluation)."""
@@ -219,6 +229,10 @@ class LegalSearch:
         )
 
     # --- browsing -------------------------------------------------------------------------------------
+    def article_keys(self) -> set[str]:
+        """ "<boe_id>#<article_id>" of every unit in the index."""
+        return {row[0] for row in self._db().execute("SELECT boe_id || '#' || article_id FROM articles")}
+
     def laws(self) -> list[dict]:
         rows = self._db().execute(
             "SELECT l.*, COUNT(a.id) AS articles FROM laws l LEFT JOIN articles a USING (boe_id) "

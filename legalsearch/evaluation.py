@@ -1,0 +1,248 @@
+"""Retrieval metrics with the names and definitions of sentence-transformers' `InformationRetrievalEvaluator`
+(the ones the legal model's card reports), and the runners behind `legalsearch eval`.
+
+Two protocols:
+* questions over an index (`evaluate_index`): relevance is the article of the law (`boe_id` + `article`);
+* the card's own (`evaluate_pairs`): (question, context) pairs, the corpus is every pair's context, each
+  question's relevant document is its own context.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .embedding import Encoder, matryoshka
+from .errors import LegalSearchError
+from .sources.structure import parse_heading
+
+ACCURACY_K = (1, 3, 5, 10)
+NDCG_K = MRR_K = 10
+MAP_K = 100
+METRIC_NAMES = (
+    [f"cosine_accuracy@{k}" for k in ACCURACY_K]
+    + [f"cosine_precision@{k}" for k in ACCURACY_K]
+    + [f"cosine_recall@{k}" for k in ACCURACY_K]
+    + [f"cosine_ndcg@{NDCG_K}", f"cosine_mrr@{MRR_K}", f"cosine_map@{MAP_K}"]
+)
+DEPTH = max(*ACCURACY_K, NDCG_K, MRR_K, MAP_K)
+
+
+def _dcg(relevances: Sequence[int], k: int) -> float:
+    return sum(rel / math.log2(i + 2) for i, rel in enumerate(relevances[:k]))
+
+
+def query_metrics(ranking: Sequence[str], relevant: set[str]) -> dict[str, float]:
+    """Metrics of one ranked list of document ids (best first) against the set of relevant ids."""
+    hits = [1 if doc in relevant else 0 for doc in ranking]
+    metrics: dict[str, float] = {}
+    for k in ACCURACY_K:
+        correct = sum(hits[:k])
+        metrics[f"cosine_accuracy@{k}"] = 1.0 if correct else 0.0
+        metrics[f"cosine_precision@{k}"] = correct / k
+        metrics[f"cosine_recall@{k}"] = correct / len(relevant)
+    ideal = _dcg([1] * len(relevant), NDCG_K)
+    metrics[f"cosine_ndcg@{NDCG_K}"] = _dcg(hits, NDCG_K) / ideal
+    first = next((rank for rank, hit in enumerate(hits[:MRR_K], 1) if hit), None)
+    metrics[f"cosine_mrr@{MRR_K}"] = 1.0 / first if first else 0.0
+    correct = 0
+    precisions = 0.0
+    for rank, hit in enumerate(hits[:MAP_K], 1):
+        if hit:
+            correct += 1
+            precisions += correct / rank
+    metrics[f"cosine_map@{MAP_K}"] = precisions / min(MAP_K, len(relevant))
+    return metrics
+
+
+def mean_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[set[str]]) -> dict[str, float]:
+    """Each metric averaged over the queries (the evaluator's aggregation)."""
+    if not rankings:
+        return {name: 0.0 for name in METRIC_NAMES}
+    per_query = [query_metrics(r, rel) for r, rel in zip(rankings, relevant, strict=True)]
+    return {name: float(np.mean([m[name] for m in per_query])) for name in METRIC_NAMES}
+
+
+def rank_by_score(scores: np.ndarray, ids: Sequence[str], depth: int = DEPTH) -> np.ndarray:
+    """Column indices of the `depth` best scores per row, best first; equal scores are ordered by ascending id
+    (as strings), as the evaluator does."""
+    id_order = np.argsort(np.argsort(np.asarray(ids, dtype=object), kind="stable"), kind="stable")
+    ranked = np.empty((scores.shape[0], min(depth, scores.shape[1])), dtype=np.int64)
+    for i, row in enumerate(scores):
+        ranked[i] = np.lexsort((id_order, -row))[:depth]
+    return ranked
+
+
+@dataclass
+class Question:
+    qid: str
+    text: str
+    relevant: set[str]  # document ids: "<boe_id>#<article_id>" over an index, pair ids with --pairs
+    source: dict = field(default_factory=dict)
+
+
+@dataclass
+class EvalReport:
+    protocol: str  # "index" or "pairs"
+    mode: str
+    model: str
+    dims: list[int]
+    metrics: dict[int, dict[str, float]]  # dim → metric → value
+    questions: int
+    skipped: list[dict]  # questions whose law or article is not in the index, with the reason
+    runs: dict[int, list[tuple[str, list[tuple[str, float]]]]]  # dim → [(qid, [(doc, score) …])]
+
+    def to_dict(self) -> dict:
+        return {
+            "protocol": self.protocol,
+            "mode": self.mode,
+            "model": self.model,
+            "questions": self.questions,
+            "dims": self.dims,
+            "metrics": {str(dim): values for dim, values in self.metrics.items()},
+            "skipped": self.skipped,
+        }
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LegalSearchError(f"{path}: cannot read ({exc})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LegalSearchError(f"{path}:{number}: not JSON ({exc.msg}); one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise LegalSearchError(f"{path}:{number}: expected a JSON object")
+        rows.append(row)
+    if not rows:
+        raise LegalSearchError(f"{path}: no questions")
+    return rows
+
+
+def article_id_of(article: str) -> str | None:
+    """The unit id of an article "as written": "14" → a14, "14 bis" → a14bis, "único" → au."""
+    info = parse_heading(f"Artículo {article.strip()}.")
+    return info.article_id if info else None
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Questions in the format of ../shared/eval/dev.jsonl: `question`, `boe_id`, `article` (as written) or
+    `article_id`; `id` optional."""
+    questions = []
+    for number, row in enumerate(read_jsonl(path), 1):
+        missing = [k for k in ("question", "boe_id") if not row.get(k)]
+        if missing or not (row.get("article") or row.get("article_id")):
+            raise LegalSearchError(
+                f"{path}:{number}: needs 'question', 'boe_id' and 'article' (e.g. \"14 bis\") or 'article_id'"
+            )
+        article_id = row.get("article_id") or article_id_of(str(row["article"]))
+        if article_id is None:
+            raise LegalSearchError(f'{path}:{number}: cannot read article {row["article"]!r} (e.g. "14", "14 bis")')
+        questions.append(
+            Question(str(row.get("id") or number), row["question"], {f"{row['boe_id']}#{article_id}"}, row)
+        )
+    return questions
+
+
+def evaluate_index(search, questions: list[Question], dims: list[int] | None = None, mode: str = "dense") -> EvalReport:
+    """Article-level metrics of `search` (a `LegalSearch`) on `questions`, per dim."""
+    from .search import SEARCH_MODES
+
+    if mode not in SEARCH_MODES:
+        raise LegalSearchError(f"unknown mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
+    dims = dims or search.dims
+    for dim in dims:
+        if dim not in search.dims:
+            raise LegalSearchError(f"dim {dim} was not built for this index; built: {', '.join(map(str, search.dims))}")
+    present = search.article_keys()
+    scored, skipped = [], []
+    for q in questions:
+        (doc,) = q.relevant
+        boe_id = doc.split("#", 1)[0]
+        if doc in present:
+            scored.append(q)
+        else:
+            reason = (
+                "article not in the index"
+                if any(k.startswith(boe_id + "#") for k in present)
+                else "law not in the index"
+            )
+            skipped.append({"id": q.qid, "question": q.text, "relevant": doc, "reason": reason})
+    metrics: dict[int, dict[str, float]] = {}
+    runs: dict[int, list] = {}
+    vectors = search.embed([q.text for q in scored]) if scored else None
+    for dim in dims:
+        texts = [q.text for q in scored]
+        results = search.search_many(texts, k=DEPTH, dim=dim, mode=mode, vectors=vectors) if scored else []
+        rankings = [[f"{h.boe_id}#{h.article_id}" for h in hits] for hits in results]
+        metrics[dim] = mean_metrics(rankings, [q.relevant for q in scored])
+        runs[dim] = [
+            (q.qid, [(f"{h.boe_id}#{h.article_id}", h.score) for h in hits])
+            for q, hits in zip(scored, results, strict=True)
+        ]
+    return EvalReport("index", mode, search.manifest["model"]["id"], dims, metrics, len(scored), skipped, runs)
+
+
+def load_pairs(path: Path) -> list[tuple[str, str]]:
+    """(question, context) pairs: keys `question`/`anchor`/`query` and `context`/`positive`/`answer`."""
+    pairs = []
+    for number, row in enumerate(read_jsonl(path), 1):
+        question = row.get("question") or row.get("anchor") or row.get("query")
+        context = row.get("context") or row.get("positive") or row.get("answer")
+        if not question or not context:
+            raise LegalSearchError(f"{path}:{number}: needs 'question' (or 'anchor') and 'context' (or 'positive')")
+        pairs.append((question, context))
+    return pairs
+
+
+def evaluate_pairs(encoder: Encoder, pairs: list[tuple[str, str]], dims: list[int], batch_size: int = 32) -> EvalReport:
+    """The card's protocol: one corpus document per pair (its context); each question's only relevant document
+    is its own context. Cosine similarity of the dim's re-normalised prefixes, exhaustive."""
+    questions = encoder.encode([q for q, _ in pairs], batch_size=batch_size)
+    corpus = encoder.encode([c for _, c in pairs], batch_size=batch_size)
+    ids = [str(i) for i in range(len(pairs))]
+    metrics: dict[int, dict[str, float]] = {}
+    runs: dict[int, list] = {}
+    for dim in dims:
+        scores = matryoshka(questions, dim) @ matryoshka(corpus, dim).T
+        top = rank_by_score(scores, ids)
+        rankings = [[ids[j] for j in row] for row in top]
+        metrics[dim] = mean_metrics(rankings, [{i} for i in ids])
+        runs[dim] = [(ids[i], [(ids[j], float(scores[i, j])) for j in row]) for i, row in enumerate(top)]
+    return EvalReport("pairs", "dense", encoder.info.model_id, dims, metrics, len(pairs), [], runs)
+
+
+def table_rows(report: EvalReport) -> list[list[str]]:
+    """The card's layout: one row per metric, one column per dim."""
+    return [[name, *(f"{report.metrics[dim][name]:.4f}" for dim in report.dims)] for name in METRIC_NAMES]
+
+
+def write_report(report: EvalReport, output: Path) -> list[Path]:
+    """metrics.json, metrics.csv and one TREC run file per dim (`run-dim-<d>.trec`) into `output`."""
+    output.mkdir(parents=True, exist_ok=True)
+    written = [output / "metrics.json", output / "metrics.csv"]
+    written[0].write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+    with open(written[1], "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["metric", *(f"dim_{d}" for d in report.dims)])
+        writer.writerows(table_rows(report))
+    for dim in report.dims:
+        path = output / f"run-dim-{dim}.trec"
+        with open(path, "w", encoding="utf-8") as f:
+            for qid, ranked in report.runs[dim]:
+                for rank, (doc, score) in enumerate(ranked, 1):
+                    f.write(f"{qid} Q0 {doc} {rank} {score:.6f} legalsearch-{report.mode}-{dim}\n")
+        written.append(path)
+    return written
