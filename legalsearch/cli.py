@@ -19,7 +19,7 @@ from . import indexing, sources
 from .documents import Law
 from .embedding import default_model
 from .errors import LegalSearchError
-from .search import LegalSearch
+from .search import Filters, LegalSearch
 from .sources.fetch import BOEClient, default_cache
 
 app = typer.Typer(
@@ -46,6 +46,31 @@ IndexOpt = Annotated[
 ModelOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--model", help="sentence-transformers model: hub id or local folder [env LEGALSEARCH_MODEL]."),
+]
+ModeOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--mode", help="dense, funnel, lexical or hybrid [default: the index's, recorded per model]."),
+]
+LawOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--law", help="Only this law (BOE id); repeatable."),
+]
+RangoOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--rango", help="Only laws of this rango (Ley, Real Decreto …); repeatable."),
+]
+KindOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--kind", help="articulos, disposiciones, or a unit kind (articulo, anexo …); repeatable."),
+]
+VigentesOpt = Annotated[bool, typer.Option("--vigentes", help="Leave out laws known to be repealed.")]
+AsOfFilterOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--as-of", help="Leave out units whose indexed wording came into force after this date."),
+]
+ShortlistOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--shortlist", min=1, help="Funnel: candidates taken at the small dim [200]."),
 ]
 AsOfOpt = Annotated[
     Optional[str],  # noqa: UP045
@@ -155,6 +180,10 @@ def index(
             "--faiss", help="FAISS index per dim: flat (exact, default) or hnsw (approximate, large corpora)."
         ),
     ] = None,
+    quantize: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Store each dim as none (float32), int8 or binary; hits are always rescored in float."),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Chunks per encoding batch.")] = 16,
     max_tokens: Annotated[
         Optional[int],  # noqa: UP045
@@ -189,7 +218,8 @@ def index(
         try:
             report = indexing.build(
                 source, target, model=model or (None if (target / "manifest.json").exists() else default_model()),
-                dims=wanted_dims, faiss_kind=faiss_kind, max_tokens=max_tokens, batch_size=batch_size,
+                dims=wanted_dims, faiss_kind=faiss_kind, quantize=quantize, max_tokens=max_tokens,
+                batch_size=batch_size,
                 device=device, as_of=as_of, fetcher=client.get, replace=replace, progress=progress,
                 notify=lambda message: err.print(f"[yellow]note:[/yellow] {message}", soft_wrap=True),
             )  # fmt: skip
@@ -227,11 +257,19 @@ def ask(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as a JSON array.")] = False,
     model: ModelOpt = None,
+    mode: ModeOpt = None,
+    law: LawOpt = None,
+    rango: RangoOpt = None,
+    kind: KindOpt = None,
+    vigentes: VigentesOpt = False,
+    as_of: AsOfFilterOpt = None,
+    shortlist: ShortlistOpt = None,
 ) -> None:
     """Answer a question with the articles that best match it, cited."""
     search = _open(index_path, model)
+    filters = Filters(tuple(law or ()), tuple(rango or ()), tuple(kind or ()), vigentes, as_of)
     try:
-        hits = search.search(question, k=k, dim=dim)
+        hits = search.search(question, k=k, dim=dim, mode=mode, filters=filters, shortlist=shortlist)
     except LegalSearchError as exc:
         raise fail(str(exc)) from None
     if as_json:
@@ -239,10 +277,13 @@ def ask(
         sys.stdout.write("\n")
         return
     if not hits:
-        out.print("No results: the index is empty.")
+        out.print("No results: no unit matches the filters." if filters.active else "No results: the index is empty.")
         return
     for hit in hits:
-        out.print(f"[bold]{hit.rank}.[/bold] [cyan]{hit.score:.3f}[/cyan]  [bold]{hit.citation}[/bold]", soft_wrap=True)
+        how = " [green](cita)[/green]" if hit.match == "cita" else ""
+        out.print(
+            f"[bold]{hit.rank}.[/bold] [cyan]{hit.score:.3f}[/cyan]  [bold]{hit.citation}[/bold]{how}", soft_wrap=True
+        )
         if hit.path:
             out.print(f"   [dim]{' › '.join(hit.path)}[/dim]", soft_wrap=True)
         out.print(f"   {hit.heading}", soft_wrap=True)
@@ -315,7 +356,7 @@ def evaluate(
         Optional[str],  # noqa: UP045
         typer.Option("--dims", help="Dims to evaluate, e.g. 1024,256 [default: every dim built]."),
     ] = None,
-    mode: Annotated[str, typer.Option(help="Search mode.")] = "dense",
+    mode: ModeOpt = None,
     output: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--output", help="Folder for metrics.json, metrics.csv and a TREC run file per dim."),

@@ -156,10 +156,13 @@ def load_questions(path: Path) -> list[Question]:
     return questions
 
 
-def evaluate_index(search, questions: list[Question], dims: list[int] | None = None, mode: str = "dense") -> EvalReport:
+def evaluate_index(
+    search, questions: list[Question], dims: list[int] | None = None, mode: str | None = None
+) -> EvalReport:
     """Article-level metrics of `search` (a `LegalSearch`) on `questions`, per dim."""
     from .search import SEARCH_MODES
 
+    mode = mode or search.default_mode
     if mode not in SEARCH_MODES:
         raise LegalSearchError(f"unknown mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
     dims = dims or search.dims
@@ -182,7 +185,7 @@ def evaluate_index(search, questions: list[Question], dims: list[int] | None = N
             skipped.append({"id": q.qid, "question": q.text, "relevant": doc, "reason": reason})
     metrics: dict[int, dict[str, float]] = {}
     runs: dict[int, list] = {}
-    vectors = search.embed([q.text for q in scored]) if scored else None
+    vectors = search.embed([q.text for q in scored]) if scored and mode != "lexical" else None
     for dim in dims:
         texts = [q.text for q in scored]
         results = search.search_many(texts, k=DEPTH, dim=dim, mode=mode, vectors=vectors) if scored else []

@@ -18,7 +18,7 @@ from .chunking import DEFAULT_MAX_TOKENS, chunk_law
 from .documents import Law
 from .embedding import Encoder, dims_for, load_encoder
 from .errors import LegalSearchError, ModelError
-from .store import FAISS_FACTORIES, IndexContents, StoredLaw, load_contents, sha256_file, write_index
+from .store import FAISS_KINDS, QUANTIZATIONS, IndexContents, StoredLaw, load_contents, sha256_file, write_index
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 FORMAT_PREFERENCE = ("boe-api-xml", "boe-html", "pdf", "markdown", "boe-diario-xml", "text")
@@ -50,6 +50,24 @@ def _preference(law: Law) -> tuple:
     return (len(law.articles) > 1, newest, -fmt_rank)
 
 
+# Query defaults recorded in each index's manifest, per model. See `defaults_for`.
+MODEL_DEFAULTS: dict[str, dict] = {}
+
+
+def defaults_for(model_id: str, full_dim: int) -> dict:
+    """Search defaults for an index built with `model_id`: mode, dim, k, funnel and fusion settings."""
+    defaults = {
+        "mode": "hybrid",
+        "dim": full_dim,
+        "k": 5,
+        "hybrid_weights": {"dense": 1.0, "lexical": 1.0},
+        "funnel_dim": next((d for d in (128, 64) if d < full_dim), full_dim),
+        "funnel_shortlist": 200,
+    }
+    defaults.update(MODEL_DEFAULTS.get(model_id, {}))
+    return defaults
+
+
 def _model_record(encoder: Encoder) -> dict:
     info = encoder.info
     return {
@@ -76,6 +94,7 @@ def build(
     model: str | None = None,
     dims: list[int] | None = None,
     faiss_kind: str | None = None,
+    quantize: str | None = None,
     max_tokens: int | None = None,
     batch_size: int = 16,
     device: str | None = None,
@@ -95,8 +114,10 @@ def build(
     index = Path(index)
     report = IndexReport(index)
     tick = progress or (lambda stage, done, total: None)
-    if faiss_kind is not None and faiss_kind not in FAISS_FACTORIES:
-        raise LegalSearchError(f"unknown FAISS index kind {faiss_kind!r}; choose one of {', '.join(FAISS_FACTORIES)}")
+    if faiss_kind is not None and faiss_kind not in FAISS_KINDS:
+        raise LegalSearchError(f"unknown FAISS index kind {faiss_kind!r}; choose one of {', '.join(FAISS_KINDS)}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise LegalSearchError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
 
     existing = load_contents(index) if (index / "manifest.json").exists() else None
     if existing is not None and model is not None and not same_model(existing.model, model):
@@ -172,6 +193,8 @@ def build(
     dims_changed = existing is not None and (
         (dims is not None and sorted(set(dims), reverse=True) != existing.dims)
         or (faiss_kind is not None and faiss_kind != existing.faiss_kind)
+        or (quantize is not None and quantize != existing.quantize)
+        or not existing.has_lexical
     )
     removed = existing is not None and len(kept) + len(chosen) < len(existing.laws)
     if existing is not None and not chosen and not dims_changed and not removed and not tokens_changed:
@@ -252,15 +275,16 @@ def build(
         model=_model_record(encoder),
         dims=dims_for(full_dim, dims or (existing.dims if existing else None)),
         faiss_kind=faiss_kind or (existing.faiss_kind if existing else "flat"),
+        quantize=quantize or (existing.quantize if existing else "none"),
         max_tokens=budget,
         laws=ordered,
         sources={**(existing.sources if existing and not replace else {}), **source_records},
-        defaults={"dim": full_dim, "k": 5, "mode": "dense"},
+        defaults=defaults_for(encoder.info.model_id, full_dim),
         build={"embedded": len(to_embed), "seconds": round(time.perf_counter() - started, 3)},
     )
     live = {s.law.boe_id for s in ordered}
     contents.sources = {k: v for k, v in contents.sources.items() if any(b in live for b in v["laws"])}
-    steps = 2 + len(contents.dims)
+    steps = 3 + len(contents.dims)
     written = 0
 
     def on_step(name: str) -> None:

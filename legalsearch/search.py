@@ -1,21 +1,69 @@
-"""Query an index: embed the question, search one Matryoshka dim, roll chunks up to articles, cite them."""
+"""Query an index and cite what answers.
+
+Modes: `dense` (cosine at one Matryoshka dim), `funnel` (shortlist at a small dim, re-rank with the full-dim
+vectors), `lexical` (BM25 with Spanish analysis) and `hybrid` (reciprocal rank fusion of dense and lexical).
+Chunks roll up to articles (an article's best chunk). Filters act before the top-k cut. A query that cites an
+article ("artículo 14 CE") gets that article first."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .citations import find_citation
+from .documents import ARTICLE_KINDS
 from .embedding import Encoder, load_encoder, matryoshka
 from .errors import IndexFormatError, ModelError, QueryError
 from .indexing import same_model
-from .store import DATABASE, connect, read_manifest
+from .sources.structure import fold
+from .store import DATABASE, VECTORS, connect, read_manifest
 
 MAX_QUERY_CHARS = 4000
-SEARCH_MODES = ("dense",)
+MAX_K = 1000
+SEARCH_MODES = ("dense", "funnel", "lexical", "hybrid")
+KIND_GROUPS = {
+    "articulos": ("articulo",),
+    "disposiciones": (
+        "disposicion_adicional", "disposicion_transitoria", "disposicion_derogatoria", "disposicion_final",
+    ),
+}  # fmt: skip
+RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrictions applied before the top-k cut. Empty tuples mean no restriction.
+
+    `kinds` takes unit kinds (`articulo`, `disposicion_final` …) or the groups `articulos` / `disposiciones`;
+    `vigentes` leaves out laws known to be repealed; `as_of` leaves out units whose indexed wording came into
+    force after that date (ISO)."""
+
+    laws: tuple[str, ...] = ()
+    rangos: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    vigentes: bool = False
+    as_of: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.laws or self.rangos or self.kinds or self.vigentes or self.as_of)
+
+    def unit_kinds(self) -> tuple[str, ...]:
+        kinds: list[str] = []
+        for kind in self.kinds:
+            if kind in KIND_GROUPS:
+                kinds.extend(KIND_GROUPS[kind])
+            elif kind in ARTICLE_KINDS:
+                kinds.append(kind)
+            else:
+                valid = ", ".join([*KIND_GROUPS, *ARTICLE_KINDS])
+                raise QueryError(f"unknown kind {kind!r}; choose among {valid}")
+        return tuple(kinds)
 
 
 @dataclass
@@ -35,6 +83,7 @@ class Hit:
     text: str
     matched_text: str  # the chunk that matched best (a part of `text` for long articles), header included
     chunk_part: int
+    match: str = "dense"  # how it was found: a search mode, or "cita" when the query cites this article
 
     @property
     def citation(self) -> str:
@@ -63,7 +112,11 @@ class LegalSearch:
         self._encoder = encoder
         self._device = device
         self._faiss: dict[int, object] = {}
-        self._lock = threading.Lock()
+        self._chunk_article: np.ndarray | None = None
+        self._vectors: np.ndarray | None = None
+        self._bm25 = None
+        self._law_titles: dict[str, str] | None = None
+        self._lock = threading.RLock()
         self._local = threading.local()
 
     @classmethod
@@ -117,8 +170,12 @@ class LegalSearch:
             index = self._faiss.get(dim)
             if index is None:
                 file = self.path / "faiss" / f"dim-{dim}.faiss"
+                binary = self.manifest["faiss"].get("quantize") == "binary"
                 try:
-                    index = faiss.read_index(str(file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+                    if binary:
+                        index = faiss.read_index_binary(str(file))
+                    else:
+                        index = faiss.read_index(str(file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
                 except RuntimeError:
                     try:
                         index = faiss.read_index(str(file))
@@ -139,8 +196,8 @@ class LegalSearch:
                 raise QueryError(f"query too long ({len(query)} characters; at most {MAX_QUERY_CHARS})")
 
     def _check_dim(self, k: int, dim: int | None) -> int:
-        if k <= 0:
-            raise QueryError(f"k must be at least 1 (got {k})")
+        if not 1 <= k <= MAX_K:
+            raise QueryError(f"k must be between 1 and {MAX_K} (got {k})")
         dim = self.default_dim if dim is None else dim
         if dim not in self.dims:
             raise QueryError(f"dim {dim} was not built for this index; built: {', '.join(map(str, self.dims))}")
@@ -150,82 +207,318 @@ class LegalSearch:
         """Full-dim unit vectors of the queries."""
         return self.encoder.encode(queries, batch_size=32)
 
-    def search(self, query: str, k: int = 5, dim: int | None = None, mode: str = "dense") -> list[Hit]:
-        """The `k` articles that best answer `query`, best first."""
-        return self.search_many([query], k=k, dim=dim, mode=mode)[0]
+    @property
+    def default_mode(self) -> str:
+        return str(self.manifest.get("defaults", {}).get("mode") or "dense")
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        dim: int | None = None,
+        mode: str | None = None,
+        filters: Filters | None = None,
+        shortlist: int | None = None,
+    ) -> list[Hit]:
+        """The `k` articles that best answer `query`, best first.
+
+        `mode` is one of `SEARCH_MODES` (default: the index's); `filters` restrict the candidates before the
+        cut; `shortlist` is the funnel's number of candidates at the small dim."""
+        return self.search_many([query], k=k, dim=dim, mode=mode, filters=filters, shortlist=shortlist)[0]
 
     def search_many(
         self,
         queries: list[str],
         k: int = 5,
         dim: int | None = None,
-        mode: str = "dense",
+        mode: str | None = None,
+        filters: Filters | None = None,
+        shortlist: int | None = None,
         vectors: np.ndarray | None = None,
     ) -> list[list[Hit]]:
         """`search` for many queries, encoding them in one batch (or using `vectors`, already embedded)."""
-        dim = self._check_dim(k, dim)
-        self._check_queries(queries)
+        mode = mode or self.default_mode
         if mode not in SEARCH_MODES:
             raise QueryError(f"unknown mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
-        return self.search_vectors(self.embed(queries) if vectors is None else vectors, k=k, dim=dim)
+        dim = self._check_dim(k, dim)
+        self._check_queries(queries)
+        allowed = self._allowed_rows(filters) if filters is not None and filters.active else None
+        if allowed is not None and len(allowed) == 0:
+            return [[] for _ in queries]
+        if mode != "lexical" and vectors is None:
+            vectors = self.embed(queries)
+        if mode == "dense":
+            ranked = self._dense_articles(vectors, k, dim, allowed)
+        elif mode == "funnel":
+            ranked = self._funnel_articles(vectors, k, dim, allowed, shortlist)
+        elif mode == "lexical":
+            ranked = self._lexical_articles(queries, k, allowed)
+        else:
+            ranked = self._hybrid_articles(queries, vectors, k, dim, allowed)
+        return [self._hits(query, articles, k, mode, allowed) for query, articles in zip(queries, ranked, strict=True)]
 
     def search_vectors(self, vectors: np.ndarray, k: int = 5, dim: int | None = None) -> list[list[Hit]]:
-        """Search with query vectors already embedded at full dim (for benchmarks and batch evaluation)."""
+        """Dense search with query vectors already embedded at full dim (benchmarks, batch evaluation)."""
         dim = self._check_dim(k, dim)
+        ranked = self._dense_articles(vectors, k, dim, None)
+        return [[self._hit(r, score, a, row, "dense") for r, (a, score, row) in enumerate(arts, 1)] for arts in ranked]
+
+    # --- candidates -----------------------------------------------------------------------------------
+    def _chunk_articles(self) -> np.ndarray:
+        """Article key (articles.id) of every chunk row."""
+        with self._lock:
+            if self._chunk_article is None:
+                rows = self._db().execute(
+                    "SELECT a.id FROM chunks c JOIN articles a USING (boe_id, article_id) ORDER BY c.row"
+                )
+                self._chunk_article = np.fromiter((r[0] for r in rows), dtype=np.int64)
+            return self._chunk_article
+
+    def _full_vectors(self) -> np.ndarray:
+        with self._lock:
+            if self._vectors is None:
+                self._vectors = np.load(self.path / VECTORS, mmap_mode="r", allow_pickle=False)
+            return self._vectors
+
+    def _roll_up(self, chunks: list[tuple[int, float]], depth: int) -> list[tuple[int, float, int]]:
+        """(article key, score, best chunk row) of the first `depth` distinct articles of a ranked chunk list."""
+        owner = self._chunk_articles()
+        seen: dict[int, tuple[float, int]] = {}
+        for row, score in chunks:
+            article = int(owner[row])
+            if article not in seen:
+                seen[article] = (score, row)
+                if len(seen) == depth:
+                    break
+        return [(a, score, row) for a, (score, row) in seen.items()]
+
+    def _until_enough(self, fetch_chunks, depth: int, total: int) -> list[list[tuple[int, float, int]]]:
+        """Ask `fetch_chunks(n)` for more chunks until every query has `depth` distinct articles (articles split
+        in several chunks take several slots) or the candidates run out."""
+        n = min(total, max(4 * depth, depth + 32))
+        while True:
+            ranked = [self._roll_up(chunks, depth) for chunks in fetch_chunks(n)]
+            if n >= total or all(len(r) >= depth for r in ranked):
+                return ranked
+            n = min(total, n * 4)
+
+    def _dense_chunks(self, vectors: np.ndarray, dim: int, n: int, allowed: np.ndarray | None):
+        import faiss
+
         index = self._index_for(dim)
-        total = index.ntotal
+        quantize = self.manifest["faiss"].get("quantize", "none")
+        queries = matryoshka(vectors, dim)
+        fetch = n if quantize == "none" else min(index.ntotal, max(4 * n, 200))
+        selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+        params = None
+        if selector is not None:
+            params = (
+                faiss.SearchParametersHNSW(sel=selector, efSearch=max(128, fetch))
+                if getattr(index, "hnsw", None) is not None
+                else faiss.SearchParameters(sel=selector)
+            )
+        codes = np.packbits(queries > 0, axis=1) if quantize == "binary" else queries
+        scores, rows = index.search(codes, fetch, params=params) if params else index.search(codes, fetch)
+        results = []
+        for q, (score_row, row_row) in enumerate(zip(scores, rows, strict=True)):
+            keep = row_row >= 0
+            found, found_scores = row_row[keep], score_row[keep].astype(np.float64)
+            if quantize != "none" and len(found):  # always rescored with the full-precision vectors
+                exact = matryoshka(np.asarray(self._full_vectors()[np.sort(found)]), dim) @ queries[q]
+                found = np.sort(found)
+                order = np.argsort(-exact, kind="stable")[:n]
+                found, found_scores = found[order], exact[order]
+            results.append(list(zip(found.tolist(), found_scores.tolist(), strict=True)))
+        return results
+
+    def _candidates(self, allowed: np.ndarray | None) -> int:
+        return len(allowed) if allowed is not None else self.manifest["counts"]["chunks"]
+
+    def _dense_articles(self, vectors, depth: int, dim: int, allowed) -> list[list[tuple[int, float, int]]]:
+        total = self._candidates(allowed)
         if total == 0:
             return [[] for _ in range(len(vectors))]
-        # articles split in several chunks take several slots: ask for more chunks than articles
-        fetch = min(total, max(4 * k, k + 32))
-        while True:
-            scores, rows = index.search(matryoshka(vectors, dim), fetch)
-            results = [self._roll_up(s, r, k) for s, r in zip(scores, rows, strict=True)]
-            if fetch >= total or all(len(hits) >= k for hits in results):
-                return results
-            fetch = min(total, fetch * 4)
+        return self._until_enough(lambda n: self._dense_chunks(vectors, dim, n, allowed), depth, total)
 
-    def _roll_up(self, scores: np.ndarray, rows: np.ndarray, k: int) -> list[Hit]:
-        best: dict[tuple[str, str], tuple[float, int]] = {}
-        for score, row in zip(scores, rows, strict=True):
-            if row < 0:
-                continue
-            chunk = self._chunk(int(row))
-            key = (chunk["boe_id"], chunk["article_id"])
-            if key not in best:
-                best[key] = (float(score), int(row))
-            if len(best) == k:
+    def funnel_dim(self, dim: int) -> int:
+        """The dim the funnel shortlists at: the manifest's choice, else the smallest built dim >= 64 below `dim`."""
+        chosen = self.manifest.get("defaults", {}).get("funnel_dim")
+        if chosen in self.dims and chosen <= dim:
+            return int(chosen)
+        smaller = [d for d in self.dims if d < dim]
+        return min([d for d in smaller if d >= 64] or smaller or [dim])
+
+    def _funnel_articles(self, vectors, depth: int, dim: int, allowed, shortlist: int | None):
+        total = self._candidates(allowed)
+        if total == 0:
+            return [[] for _ in range(len(vectors))]
+        small = self.funnel_dim(dim)
+        queries = matryoshka(vectors, dim)
+        default = int(self.manifest.get("defaults", {}).get("funnel_shortlist") or 200)
+
+        def fetch(n: int):
+            candidates = self._dense_chunks(vectors, small, max(n, shortlist or default), allowed)
+            results = []
+            for q, chunks in enumerate(candidates):
+                rows = np.array(sorted(row for row, _ in chunks), dtype=np.int64)
+                if not len(rows):
+                    results.append([])
+                    continue
+                exact = matryoshka(np.asarray(self._full_vectors()[rows]), dim) @ queries[q]
+                order = np.argsort(-exact, kind="stable")
+                results.append(list(zip(rows[order].tolist(), exact[order].tolist(), strict=True)))
+            return results
+
+        return self._until_enough(fetch, depth, total)
+
+    def _lexical(self):
+        from .lexical import FOLDER, LexicalIndex
+
+        with self._lock:
+            if self._bm25 is None:
+                if not (self.path / FOLDER).exists():
+                    raise IndexFormatError(f"{self.path} has no lexical index; rebuild it with `legalsearch index`")
+                self._bm25 = LexicalIndex(self.path / FOLDER)
+            return self._bm25
+
+    def _lexical_articles(self, queries: list[str], depth: int, allowed) -> list[list[tuple[int, float, int]]]:
+        lexical = self._lexical()
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(lexical.size, dtype=np.float32)
+            mask[allowed] = 1.0
+        total = self._candidates(allowed)
+        return self._until_enough(lambda n: lexical.search(queries, n, mask), depth, total)
+
+    def _hybrid_articles(self, queries, vectors, depth: int, dim: int, allowed):
+        weights = {"dense": 1.0, "lexical": 1.0, **self.manifest.get("defaults", {}).get("hybrid_weights", {})}
+        pool = max(depth, 100)  # fuse deep lists: an article ranked 40th by one side can still win
+        dense = self._dense_articles(vectors, pool, dim, allowed)
+        lexical = self._lexical_articles(queries, pool, allowed)
+        fused = []
+        for d, lx in zip(dense, lexical, strict=True):
+            scores: dict[int, float] = {}
+            rows: dict[int, int] = {}
+            for name, ranking in (("dense", d), ("lexical", lx)):
+                for rank, (article, _, row) in enumerate(ranking, 1):
+                    scores[article] = scores.get(article, 0.0) + weights[name] / (RRF_K + rank)
+                    rows.setdefault(article, row)
+            best = sorted(scores, key=lambda a: -scores[a])[:depth]
+            fused.append([(a, scores[a], rows[a]) for a in best])
+        return fused
+
+    # --- filters and citations ------------------------------------------------------------------------
+    def _allowed_rows(self, filters: Filters) -> np.ndarray:
+        db = self._db()
+        where, args = [], []
+        if filters.laws:
+            known = {r[0] for r in db.execute("SELECT boe_id FROM laws")}
+            unknown = [b for b in filters.laws if b not in known]
+            if unknown:
+                listed = ", ".join(sorted(known)[:12]) + (" …" if len(known) > 12 else "")
+                raise QueryError(f"law {', '.join(unknown)} is not in this index; it holds {listed}")
+            where.append(f"l.boe_id IN ({', '.join('?' * len(filters.laws))})")
+            args += filters.laws
+        if filters.rangos:
+            rangos = {r[0] for r in db.execute("SELECT DISTINCT rango FROM laws WHERE rango IS NOT NULL")}
+            by_fold = {fold(r): r for r in rangos}
+            unknown = [r for r in filters.rangos if fold(r) not in by_fold]
+            if unknown:
+                raise QueryError(
+                    f"rango {', '.join(unknown)} not in this index; choose among {', '.join(sorted(rangos))}"
+                )
+            where.append(f"l.rango IN ({', '.join('?' * len(filters.rangos))})")
+            args += [by_fold[fold(r)] for r in filters.rangos]
+        kinds = filters.unit_kinds()
+        if kinds:
+            where.append(f"a.kind IN ({', '.join('?' * len(kinds))})")
+            args += kinds
+        if filters.vigentes:
+            where.append("(l.status IS NULL OR l.status != 'derogada')")
+        if filters.as_of:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", filters.as_of):
+                raise QueryError(f"as_of {filters.as_of!r}: give a date as YYYY-MM-DD")
+            where.append("(a.version_date IS NULL OR a.version_date <= ?)")
+            args.append(filters.as_of)
+        rows = db.execute(
+            "SELECT c.row FROM chunks c JOIN articles a USING (boe_id, article_id) JOIN laws l USING (boe_id) "
+            f"WHERE {' AND '.join(where) or '1'} ORDER BY c.row",
+            args,
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def _titles(self) -> dict[str, str]:
+        with self._lock:
+            if self._law_titles is None:
+                self._law_titles = {r[0]: r[1] for r in self._db().execute("SELECT boe_id, title FROM laws")}
+            return self._law_titles
+
+    def _cited(self, query: str, allowed: np.ndarray | None) -> tuple[int, int] | None:
+        """(article key, best chunk row) of the article the query cites, if it is in the index and allowed."""
+        citation = find_citation(query, self._titles())
+        if citation is None:
+            return None
+        row = (
+            self._db()
+            .execute(
+                "SELECT a.id, MIN(c.row) FROM articles a JOIN chunks c USING (boe_id, article_id) "
+                "WHERE a.boe_id = ? AND a.article_id = ?",
+                (citation.boe_id, citation.article_id),
+            )
+            .fetchone()
+        )
+        if row is None or row[0] is None:
+            return None
+        if allowed is not None and not np.isin(self._chunk_rows_of(row[0]), allowed).any():
+            return None
+        return int(row[0]), int(row[1])
+
+    def _cited_key(self, hit: Hit) -> int:
+        """The article key of a hit (for tests and tools that map hits back to chunk rows)."""
+        row = (
+            self._db()
+            .execute("SELECT id FROM articles WHERE boe_id = ? AND article_id = ?", (hit.boe_id, hit.article_id))
+            .fetchone()
+        )
+        return int(row[0])
+
+    def _chunk_rows_of(self, article: int) -> np.ndarray:
+        return np.flatnonzero(self._chunk_articles() == article)
+
+    def _hits(self, query: str, ranked, k: int, mode: str, allowed) -> list[Hit]:
+        cited = self._cited(query, allowed)
+        hits: list[Hit] = []
+        if cited is not None:
+            hits.append(self._hit(1, 1.0, cited[0], cited[1], "cita"))
+        for article, score, row in ranked:
+            if len(hits) == k:
                 break
-        hits = []
-        for rank, ((boe_id, article_id), (score, row)) in enumerate(best.items(), 1):
-            hits.append(self._hit(rank, score, boe_id, article_id, row))
+            if cited is not None and article == cited[0]:
+                continue
+            hits.append(self._hit(len(hits) + 1, score, article, row, mode))
         return hits
 
-    def _chunk(self, row: int):
-        return self._db().execute("SELECT boe_id, article_id, part, text FROM chunks WHERE row = ?", (row,)).fetchone()
-
-    def _hit(self, rank: int, score: float, boe_id: str, article_id: str, row: int) -> Hit:
+    def _hit(self, rank: int, score: float, article: int, row: int, match: str) -> Hit:
         db = self._db()
-        article = db.execute(
-            "SELECT a.*, l.title AS law_title FROM articles a JOIN laws l USING (boe_id) "
-            "WHERE a.boe_id = ? AND a.article_id = ?",
-            (boe_id, article_id),
+        a = db.execute(
+            "SELECT a.*, l.title AS law_title FROM articles a JOIN laws l USING (boe_id) WHERE a.id = ?", (article,)
         ).fetchone()
-        chunk = self._chunk(row)
+        chunk = db.execute("SELECT part, text FROM chunks WHERE row = ?", (row,)).fetchone()
         return Hit(
             rank=rank,
-            score=round(score, 6),
-            boe_id=boe_id,
-            law_title=article["law_title"],
-            article_id=article_id,
-            kind=article["kind"],
-            number=article["number"],
-            heading=article["heading"],
-            path=json.loads(article["path"]),
-            url=article["url"],
-            text=article["text"],
+            score=round(float(score), 6),
+            boe_id=a["boe_id"],
+            law_title=a["law_title"],
+            article_id=a["article_id"],
+            kind=a["kind"],
+            number=a["number"],
+            heading=a["heading"],
+            path=json.loads(a["path"]),
+            url=a["url"],
+            text=a["text"],
             matched_text=chunk["text"],
             chunk_part=chunk["part"],
+            match=match,
         )
 
     # --- browsing -------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, lexical
 from .documents import Article, Chunk, Law
 from .embedding import matryoshka
 from .errors import IndexFormatError
@@ -32,7 +32,14 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DATABASE = "legalsearch.sqlite"
 VECTORS = "vectors.f16.npy"
-FAISS_FACTORIES = {"flat": "Flat", "hnsw": "HNSW32,Flat"}
+FAISS_KINDS = ("flat", "hnsw")
+QUANTIZATIONS = ("none", "int8", "binary")
+# FAISS factory per (kind, quantization); binary codes are the signs of the re-normalised prefix (Hamming)
+FAISS_FACTORIES = {
+    ("flat", "none"): "Flat", ("hnsw", "none"): "HNSW32,Flat",
+    ("flat", "int8"): "SQ8", ("hnsw", "int8"): "HNSW32,SQ8",
+    ("flat", "binary"): "BFlat", ("hnsw", "binary"): "BHNSW32",
+}  # fmt: skip
 
 SCHEMA = """
 CREATE TABLE laws (
@@ -87,6 +94,8 @@ class IndexContents:
     dims: list[int]
     faiss_kind: str
     max_tokens: int
+    quantize: str = "none"
+    has_lexical: bool = True
     laws: list[StoredLaw] = field(default_factory=list)
     sources: dict[str, dict] = field(default_factory=dict)  # source label → {"sha256", "laws": [boe_id …]}
     defaults: dict = field(default_factory=dict)
@@ -149,6 +158,8 @@ def load_contents(index: Path) -> IndexContents:
         dims=manifest["dims"],
         faiss_kind=manifest["faiss"]["kind"],
         max_tokens=manifest["chunking"]["max_tokens"],
+        quantize=manifest["faiss"].get("quantize", "none"),
+        has_lexical="lexical" in manifest,
         sources=manifest.get("sources", {}),
         defaults=manifest.get("defaults", {}),
     )
@@ -208,14 +219,23 @@ def _write_database(path: Path, laws: list[StoredLaw]) -> None:
         connection.close()
 
 
-def build_faiss(vectors: np.ndarray, dim: int, kind: str):
+def build_faiss(vectors: np.ndarray, dim: int, kind: str, quantize: str = "none"):
+    """The FAISS index of one dim: re-normalised prefixes, inner product (float, int8) or Hamming (binary)."""
     import faiss
 
-    index = faiss.index_factory(dim, FAISS_FACTORIES[kind], faiss.METRIC_INNER_PRODUCT)
+    prefixes = matryoshka(vectors, dim)
+    if quantize == "binary":
+        index = faiss.IndexBinaryHNSW(dim, 32) if kind == "hnsw" else faiss.IndexBinaryFlat(dim)
+        if len(prefixes):
+            index.add(np.packbits(prefixes > 0, axis=1))
+        return index
+    index = faiss.index_factory(dim, FAISS_FACTORIES[(kind, quantize)], faiss.METRIC_INNER_PRODUCT)
     if kind == "hnsw":
         index.hnsw.efConstruction = 200
-    if len(vectors):
-        index.add(matryoshka(vectors, dim))
+    if len(prefixes):
+        if not index.is_trained:
+            index.train(prefixes)
+        index.add(prefixes)
     return index
 
 
@@ -246,11 +266,16 @@ def write_index(index: Path, contents: IndexContents, on_step=None) -> dict:
         _step(on_step, VECTORS)
         factories = {}
         for dim in contents.dims:
-            faiss.write_index(
-                build_faiss(vectors, dim, contents.faiss_kind), str(building / "faiss" / f"dim-{dim}.faiss")
-            )
-            factories[str(dim)] = FAISS_FACTORIES[contents.faiss_kind]
+            index_of_dim = build_faiss(vectors, dim, contents.faiss_kind, contents.quantize)
+            target = str(building / "faiss" / f"dim-{dim}.faiss")
+            if contents.quantize == "binary":
+                faiss.write_index_binary(index_of_dim, target)
+            else:
+                faiss.write_index(index_of_dim, target)
+            factories[str(dim)] = FAISS_FACTORIES[(contents.faiss_kind, contents.quantize)]
             _step(on_step, f"faiss/dim-{dim}.faiss")
+        lexical.build([c.text for c in chunks], building / lexical.FOLDER)
+        _step(on_step, lexical.FOLDER)
         files = {
             str(p.relative_to(building)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(building.rglob("*"))
@@ -269,7 +294,21 @@ def write_index(index: Path, contents: IndexContents, on_step=None) -> dict:
             "legalsearch_version": __version__,
             "model": contents.model,
             "dims": contents.dims,
-            "faiss": {"kind": contents.faiss_kind, "factory": factories, "metric": "inner_product"},
+            "faiss": {
+                "kind": contents.faiss_kind,
+                "quantize": contents.quantize,
+                "factory": factories,
+                "metric": "hamming, rescored by inner product" if contents.quantize == "binary" else "inner_product",
+            },
+            "lexical": {
+                "kind": "bm25",
+                "library": "bm25s",
+                "method": "lucene",
+                "k1": 1.5,
+                "b": 0.75,
+                "analysis": "lower case, accents folded, Spanish stopwords, Snowball Spanish stemmer (PyStemmer)",
+                "folder": lexical.FOLDER,
+            },
             "chunking": {"max_tokens": contents.max_tokens},
             "defaults": contents.defaults,
             "counts": {

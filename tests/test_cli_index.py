@@ -64,7 +64,7 @@ def test_reindex_unchanged_embeds_nothing(built: Path, tmp_path: Path) -> None:
         (["ask", "hola", "--index", "nowhere"], "error: nowhere: no index here; build one with `legalsearch index"),
         (["ask", "hola", "--dim", "64"], "error: dim 64 was not built for this index; built: 128, 32"),
         (["ask", "   "], "error: empty query"),
-        (["ask", "hola", "--k", "0"], "error: k must be at least 1 (got 0)"),
+        (["ask", "hola", "--k", "0"], "error: k must be between 1 and 1000 (got 0)"),
         (["ask", "hola", "--model", "other/model"], "cannot be queried with other/model"),
         (["index", "laws", "--model", "other/model"], "was built with model"),
         (["index", "laws", "--dims", "64,abc"], "error: --dims '64,abc': give numbers separated by commas"),
@@ -113,7 +113,7 @@ def test_end_to_end_real_model_on_real_laws(minilm: Path) -> None:
         "salario mínimo interprofesional": ("BOE-A-2015-11430", "a27"),
     }
     for question, (boe_id, article_id) in expected.items():
-        result = runner.invoke(app, ["ask", question, "--json", "--k", "3"])
+        result = runner.invoke(app, ["ask", question, "--json", "--k", "3", "--mode", "dense"])
         top = json.loads(result.stdout)[0]
         assert (top["boe_id"], top["article_id"]) == (boe_id, article_id), question
     assert json.loads(runner.invoke(app, ["ask", "bandera", "--json", "--dim", "64"]).stdout)

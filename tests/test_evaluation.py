@@ -125,7 +125,7 @@ def test_cli_eval_over_an_index_writes_json_csv_and_trec(tmp_path: Path, tiny_mo
     assert csv_rows[0] == "metric,dim_128,dim_64" and len(csv_rows) == 1 + len(METRIC_NAMES)
     run = (tmp_path / "out" / "run-dim-64.trec").read_text().splitlines()
     qid, q0, doc, rank, _score, tag = run[0].split()
-    assert (qid, q0, rank, tag) == ("q1", "Q0", "1", "legalsearch-dense-64") and doc.startswith("BOE-A-2099-")
+    assert (qid, q0, rank, tag) == ("q1", "Q0", "1", "legalsearch-hybrid-64") and doc.startswith("BOE-A-2099-")
     assert {line.split()[0] for line in run} == {"q1", "q2"}
     # every article of this tiny index is ranked: recall@10 is 1 whatever the model
     assert metrics["metrics"]["128"]["cosine_recall@10"] == 1.0

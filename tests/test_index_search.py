@@ -107,7 +107,7 @@ def test_build_and_search_roll_up_to_articles(laws_dir: Path, tmp_path: Path, en
     assert verify_checksums(index, manifest) == []
     search = LegalSearch.open(index, encoder=encoder)
     for dim in (128, 64):
-        hits = search.search("notificaciones electrónicas de la Administración", k=8, dim=dim)
+        hits = search.search("notificaciones electrónicas de la Administración", k=8, dim=dim, mode="dense")
         keys = [(h.boe_id, h.article_id) for h in hits]
         assert len(keys) == len(set(keys)) == 8, "each article once, even when several of its chunks match"
         assert [h.rank for h in hits] == list(range(1, 9))
@@ -133,7 +133,7 @@ def test_each_dim_is_the_renormalised_prefix_of_the_full_vector(laws_dir: Path, 
     query = "mayores de edad"
     vector = encoder.encode([query])
     scores = matryoshka(full, 32) @ matryoshka(vector, 32)[0]
-    hit = search.search(query, k=1, dim=32)[0]
+    hit = search.search(query, k=1, dim=32, mode="dense")[0]
     assert hit.score == pytest.approx(float(scores.max()), abs=1e-4), "score = cosine at that dim"
 
 
@@ -194,7 +194,7 @@ def test_model_mismatch_and_bad_queries_are_refused(laws_dir: Path, tmp_path: Pa
         search.search("vacaciones", dim=256)
     with pytest.raises(QueryError, match="empty query"):
         search.search("   ")
-    with pytest.raises(QueryError, match="k must be at least 1"):
+    with pytest.raises(QueryError, match="k must be between 1 and 1000"):
         search.search("vacaciones", k=0)
     with pytest.raises(IndexFormatError, match="no index here"):
         LegalSearch.open(tmp_path / "nowhere")
@@ -286,8 +286,13 @@ def test_manifest_is_plain_json_and_no_pickle(laws_dir: Path, tmp_path: Path, en
     build([laws_dir], index, encoder)
     manifest = json.loads((index / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and manifest["chunking"]["max_tokens"] == 512
-    assert manifest["defaults"] == {"dim": 128, "k": 5, "mode": "dense"}
-    assert set(manifest["files"]) == {
-        "legalsearch.sqlite", "vectors.f16.npy", "faiss/dim-128.faiss", "faiss/dim-64.faiss"
+    assert manifest["defaults"] == {
+        "mode": "hybrid", "dim": 128, "k": 5, "hybrid_weights": {"dense": 1.0, "lexical": 1.0},
+        "funnel_dim": 64, "funnel_shortlist": 200,
     }  # fmt: skip
+    assert manifest["lexical"]["kind"] == "bm25" and manifest["faiss"]["quantize"] == "none"
+    assert {"legalsearch.sqlite", "vectors.f16.npy", "faiss/dim-128.faiss", "faiss/dim-64.faiss"} <= set(
+        manifest["files"]
+    )
+    assert any(name.startswith("bm25/") for name in manifest["files"])
     np.load(index / "vectors.f16.npy", allow_pickle=False)

@@ -1,0 +1,110 @@
+"""Queries that cite an article: "artículo 14 CE", "art. 24.2 de la Constitución", "artículo 1902 del Código
+Civil", "art. 21 Ley 39/2015". The law is resolved against the laws an index holds: common abbreviations, the
+words of its title, or its number ("Ley 39/2015", "Real Decreto 203/2021")."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .sources.structure import _SUFFIX, fold, parse_heading
+
+# Abbreviations lawyers use, folded; each maps to the law's BOE id.
+ALIASES: dict[str, str] = {
+    "ce": "BOE-A-1978-31229",
+    "constitucion": "BOE-A-1978-31229",
+    "constitucion espanola": "BOE-A-1978-31229",
+    "cc": "BOE-A-1889-4763",
+    "codigo civil": "BOE-A-1889-4763",
+    "cp": "BOE-A-1995-25444",
+    "codigo penal": "BOE-A-1995-25444",
+    "ccom": "BOE-A-1885-6627",
+    "codigo de comercio": "BOE-A-1885-6627",
+    "lec": "BOE-A-2000-323",
+    "ley de enjuiciamiento civil": "BOE-A-2000-323",
+    "lecrim": "BOE-A-1882-6036",
+    "ley de enjuiciamiento criminal": "BOE-A-1882-6036",
+    "et": "BOE-A-2015-11430",
+    "estatuto de los trabajadores": "BOE-A-2015-11430",
+    "lpac": "BOE-A-2015-10565",
+    "lpacap": "BOE-A-2015-10565",
+    "lrjsp": "BOE-A-2015-10566",
+    "lopj": "BOE-A-1985-12666",
+    "ljca": "BOE-A-1998-16718",
+    "lrjs": "BOE-A-2011-15936",
+    "lgt": "BOE-A-2003-23186",
+    "lirpf": "BOE-A-2006-20764",
+    "liva": "BOE-A-1992-28740",
+    "lis": "BOE-A-2014-12328",
+    "lau": "BOE-A-1994-26003",
+    "lph": "BOE-A-1960-10906",
+    "lh": "BOE-A-1946-2453",
+    "lcsp": "BOE-A-2017-12902",
+    "lgss": "BOE-A-2015-11724",
+    "trebep": "BOE-A-2015-11719",
+    "ebep": "BOE-A-2015-11719",
+    "lsc": "BOE-A-2010-10544",
+    "lopdgdd": "BOE-A-2018-16673",
+    "trlgdcu": "BOE-A-2007-20555",
+    "lprl": "BOE-A-1995-24292",
+}
+CITATION = re.compile(
+    rf"\bart(?:[íi]culo|\.)?\s*(?P<num>\d+)(?:\s*(?P<suf>{_SUFFIX})\b)?(?:\.\d+(?:\.[a-z0-9]+)*)?"
+    r"(?:\s*,?\s*(?:de\s+la|del|de\s+los|de)?\s*(?P<law>[^?¿!¡;]*))?",
+    re.IGNORECASE,
+)
+NUMBERED_LAW = re.compile(
+    r"(?P<type>ley\s+organica|ley|real\s+decreto[\s-]+ley|real\s+decreto\s+legislativo|real\s+decreto|rdl|rdleg|rd|lo|"
+    r"orden)\s*(?P<number>\d+/\d{4})"
+)
+_TYPES = {
+    "lo": "ley organica", "rd": "real decreto", "rdl": "real decreto-ley", "rdleg": "real decreto legislativo",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Citation:
+    boe_id: str
+    article_id: str
+
+
+def _normal_type(kind: str) -> str:
+    kind = re.sub(r"[\s-]+", " ", kind)
+    return _TYPES.get(kind, kind).replace("real decreto ley", "real decreto-ley")
+
+
+def resolve_law(text: str, titles: dict[str, str]) -> str | None:
+    """The BOE id of the law `text` names, among `titles` (boe_id → title) of an index; None if unsure."""
+    phrase = re.sub(r"\s+", " ", fold(text)).strip(" .,:")
+    if not phrase:
+        return None
+    if m := NUMBERED_LAW.search(phrase):
+        kind, number = _normal_type(m["type"]), m["number"]
+        found = [
+            b for b, t in titles.items() if re.search(rf"\b{re.escape(number)}\b", t) and fold(t).startswith(kind)
+        ] or [b for b, t in titles.items() if re.search(rf"\b{re.escape(number)}\b", t)]
+        return found[0] if len(found) == 1 else None
+    words = phrase.split()
+    for length in range(min(len(words), 5), 0, -1):  # the longest known name at the start of the phrase
+        alias = ALIASES.get(" ".join(words[:length]))
+        if alias in titles:
+            return alias
+    if len(words) >= 2:
+        found = [b for b, t in titles.items() if phrase in fold(t)]
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def find_citation(query: str, titles: dict[str, str]) -> Citation | None:
+    """The article a query cites, when it names one of an index's laws (or the index holds one law)."""
+    for m in CITATION.finditer(query):
+        info = parse_heading(f"Artículo {m['num']}{' ' + m['suf'] if m['suf'] else ''}.")
+        if info is None:
+            continue
+        boe_id = resolve_law(m["law"] or "", titles)
+        if boe_id is None and len(titles) == 1:
+            boe_id = next(iter(titles))
+        if boe_id is not None:
+            return Citation(boe_id, info.article_id)
+    return None

@@ -1,0 +1,66 @@
+"""BM25 over the same chunks as the vectors, with Spanish analysis: lower case, accents folded, Snowball
+stemming (PyStemmer), Spanish stopwords. Built with bm25s and saved as plain files (`bm25/`, no pickle) in the
+index folder; rebuilt with the index on every write, so it always covers exactly the indexed chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from .sources.structure import fold
+
+FOLDER = "bm25"
+TOKEN_PATTERN = r"(?u)\b\w+\b"  # keep one-letter and number tokens: "a)", "24", "1902" matter in law
+
+
+@cache
+def _analysis():
+    import bm25s
+    import Stemmer
+    from bm25s.stopwords import STOPWORDS_SPANISH
+
+    return bm25s, Stemmer.Stemmer("spanish"), sorted({fold(w) for w in STOPWORDS_SPANISH})
+
+
+def analyze(texts: Sequence[str]) -> list[list[str]]:
+    """Tokens of each text as BM25 sees them: folded, stopwords out, stemmed."""
+    bm25s, stemmer, stopwords = _analysis()
+    folded = [fold(t) for t in texts]
+    return bm25s.tokenize(
+        folded, token_pattern=TOKEN_PATTERN, stopwords=stopwords, stemmer=stemmer, return_ids=False,
+        show_progress=False,
+    )  # fmt: skip
+
+
+def build(texts: Sequence[str], folder: Path) -> None:
+    """Index `texts` (row i = chunk row i) and save the BM25 index into `folder`."""
+    bm25s, _, _ = _analysis()
+    retriever = bm25s.BM25(method="lucene")
+    retriever.index(analyze(texts) if texts else [[""]], show_progress=False)
+    retriever.save(str(folder), show_progress=False)
+
+
+class LexicalIndex:
+    def __init__(self, folder: Path) -> None:
+        bm25s, _, _ = _analysis()
+        self.retriever = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+        self.size = int(self.retriever.scores["num_docs"])
+        self.vocab = self.retriever.vocab_dict
+
+    def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
+        """(chunk row, score) of the best `k` chunks per query, best first; rows where `mask` is 0 are left out.
+        A query with no indexed word has no results."""
+        results: list[list[tuple[int, float]]] = []
+        for tokens in analyze(queries):
+            known = [t for t in tokens if t in self.vocab]
+            if not known:
+                results.append([])
+                continue
+            rows, scores = self.retriever.retrieve(
+                [known], k=min(k, self.size), show_progress=False, weight_mask=mask, n_threads=1
+            )
+            results.append([(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0])
+        return results

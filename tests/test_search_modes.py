@@ -1,0 +1,182 @@
+"""Search modes (dense, funnel, lexical, hybrid), citation lookup, filters before the top-k cut, quantized
+indexes — with the tiny test model, whose vectors carry no meaning: what is asserted holds for any model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from legalsearch import indexing
+from legalsearch.cli import app
+from legalsearch.embedding import load_encoder, matryoshka
+from legalsearch.errors import QueryError
+from legalsearch.search import RRF_K, Filters, LegalSearch
+
+from .test_fetch_and_cli import METADATA, TEXTO
+from .test_index_search import LAW_A, LAW_B, long_article_law
+
+runner = CliRunner()
+REPEALED = METADATA.replace(
+    b"<estatus_derogacion>N</estatus_derogacion>", b"<estatus_derogacion>S</estatus_derogacion>"
+)
+REPEALED = REPEALED.replace(b"BOE-A-2099-1", b"BOE-A-2099-9").replace(b"Ley 1/2099", b"Ley 9/2099")
+API_LAW = METADATA.replace(b"</data></response>", b"") + TEXTO.split(b"<data>", 1)[1]
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model):
+    return load_encoder(str(tiny_model))
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, encoder) -> Path:
+    folder = tmp_path_factory.mktemp("modes")
+    laws = folder / "laws"
+    laws.mkdir()
+    (laws / "BOE-A-2099-1.xml").write_bytes(API_LAW)  # articles in force from 2099 and from 2100
+    (laws / "BOE-A-2099-2.txt").write_text(LAW_B, encoding="utf-8")
+    (laws / "BOE-A-2099-3.txt").write_text(long_article_law(12), encoding="utf-8")
+    repealed = (
+        REPEALED.replace(b"</data></response>", b"")
+        + TEXTO.replace(b"BOE-A-2099-1", b"BOE-A-2099-9").split(b"<data>", 1)[1]
+    )
+    (laws / "BOE-A-2099-9.xml").write_bytes(repealed)
+    (laws / "BOE-A-2099-4.txt").write_text(LAW_A.replace("BOE-A-2099-1", "BOE-A-2099-4"), encoding="utf-8")
+    indexing.build([str(laws)], folder / "idx", encoder=encoder, max_tokens=96)
+    return folder / "idx"
+
+
+@pytest.fixture(scope="module")
+def search(index, encoder) -> LegalSearch:
+    return LegalSearch.open(index, encoder=encoder)
+
+
+def keys(hits) -> list[tuple[str, str]]:
+    return [(h.boe_id, h.article_id) for h in hits]
+
+
+def test_lexical_mode_folds_accents_stems_and_ignores_stopwords(search) -> None:
+    hits = search.search("LOS ESPANOLES MAYORIA EDAD", k=3, mode="lexical")
+    assert keys(hits)[0] == ("BOE-A-2099-4", "a2")  # "Los españoles son mayores de edad …"
+    assert all(h.match == "lexical" for h in hits)
+    assert search.search("fianzas metálicas", k=1, mode="lexical")[0].article_id == "a2"
+    assert search.search("de la los", k=3, mode="lexical") == [], "only stopwords: nothing to match"
+
+
+def test_hybrid_is_reciprocal_rank_fusion_of_both_rankings(search, encoder, monkeypatch) -> None:
+    dense = [[(1, 0.9, 10), (2, 0.8, 20), (3, 0.7, 30)]]
+    lexical = [[(3, 12.0, 31), (4, 11.0, 40), (1, 10.0, 11)]]
+    monkeypatch.setattr(search, "_dense_articles", lambda *a, **k: dense)
+    monkeypatch.setattr(search, "_lexical_articles", lambda *a, **k: lexical)
+    fused = search._hybrid_articles(["q"], np.zeros((1, 128), dtype=np.float32), 4, 128, None)[0]
+    expected = {1: 1 / (RRF_K + 1) + 1 / (RRF_K + 3), 2: 1 / (RRF_K + 2), 3: 1 / (RRF_K + 3) + 1 / (RRF_K + 1),
+                4: 1 / (RRF_K + 2)}  # fmt: skip
+    assert [a for a, _, _ in fused] == sorted(expected, key=lambda a: (-expected[a], a))
+    assert {a: s for a, s, _ in fused} == pytest.approx(expected)
+
+
+def test_hybrid_finds_what_either_side_finds(search) -> None:
+    lexical_top = search.search("fianza en metálico", k=1, mode="lexical")[0]
+    hybrid = search.search("fianza en metálico", k=5, mode="hybrid")
+    assert (lexical_top.boe_id, lexical_top.article_id) in keys(hybrid)
+    assert len(set(keys(hybrid))) == len(hybrid)
+
+
+def test_funnel_equals_exact_full_dim_search_when_the_shortlist_covers_the_corpus(search, encoder) -> None:
+    query = "notificaciones electrónicas"
+    exact = search.search(query, k=5, mode="dense")
+    funnel = search.search(query, k=5, mode="funnel", shortlist=10_000)
+    assert keys(funnel) == keys(exact)
+    assert [h.score for h in funnel] == pytest.approx([h.score for h in exact], abs=1e-5)
+    assert search.funnel_dim(128) == 64
+    narrow = search.search(query, k=5, mode="funnel", shortlist=5)
+    assert len(narrow) == 5 and all(h.match == "funnel" for h in narrow)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("artículo 2 de la Ley 2/2099", ("BOE-A-2099-2", "a2")),
+        ("¿qué dice el art. 1 de la Ley 3/2099 sobre notificaciones?", ("BOE-A-2099-3", "a1")),
+        ("art. 1.2 Ley 2/2099", ("BOE-A-2099-2", "a1")),
+    ],
+)
+def test_a_cited_article_comes_first_then_semantic_results(search, query, expected) -> None:
+    hits = search.search(query, k=4, mode="hybrid")
+    assert keys(hits)[0] == expected and hits[0].match == "cita" and hits[0].rank == 1
+    assert len(hits) == 4 and len(set(keys(hits))) == 4 and [h.rank for h in hits] == [1, 2, 3, 4]
+
+
+def test_citation_of_a_missing_article_or_an_ambiguous_law_is_ignored(search) -> None:
+    assert all(h.match != "cita" for h in search.search("artículo 99 de la Ley 2/2099", k=3))
+    # two laws of the index are "Ley 1/2099": no guess
+    assert all(h.match != "cita" for h in search.search("artículo 1 de la Ley 1/2099", k=3))
+
+
+def test_filters_act_before_the_top_k_cut(search) -> None:
+    for mode in ("dense", "funnel", "lexical", "hybrid"):
+        hits = search.search("vacaciones anuales y fianza", k=1, mode=mode, filters=Filters(laws=("BOE-A-2099-2",)))
+        assert len(hits) == 1 and hits[0].boe_id == "BOE-A-2099-2", mode
+        hits = search.search("entrada en vigor", k=10, mode=mode, filters=Filters(kinds=("disposiciones",)))
+        assert hits and all(h.kind.startswith("disposicion") for h in hits), mode
+    everything = search.search("Texto reformado", k=50, mode="lexical")
+    assert "BOE-A-2099-9" in {h.boe_id for h in everything}
+    vigentes = search.search("Texto reformado", k=50, mode="lexical", filters=Filters(vigentes=True))
+    assert vigentes and "BOE-A-2099-9" not in {h.boe_id for h in vigentes}, "the repealed law is left out"
+    in_2099 = search.search("Texto", k=50, mode="dense", filters=Filters(laws=("BOE-A-2099-1",), as_of="2099-06-01"))
+    assert keys(in_2099) == [], "both articles' indexed wording came into force in 2100"
+    in_2101 = search.search("Texto", k=50, mode="dense", filters=Filters(laws=("BOE-A-2099-1",), as_of="2101-01-01"))
+    assert set(keys(in_2101)) == {("BOE-A-2099-1", "a1"), ("BOE-A-2099-1", "a2")}
+    assert search.search("Ley", k=5, filters=Filters(kinds=("anexo",))) == []
+    ranged = search.search("fianza", k=5, filters=Filters(rangos=("ley",)))
+    assert {h.boe_id for h in ranged} == {"BOE-A-2099-1", "BOE-A-2099-9"}, "only the API laws carry a rango"
+
+
+def test_errors_list_the_valid_modes_and_filters(search) -> None:
+    with pytest.raises(QueryError, match="unknown mode 'semantic'; choose one of dense, funnel, lexical, hybrid"):
+        search.search("x", mode="semantic")
+    with pytest.raises(QueryError, match="unknown kind 'ley'; choose among articulos, disposiciones, articulo"):
+        search.search("x", filters=Filters(kinds=("ley",)))
+    with pytest.raises(QueryError, match="law BOE-A-1-1 is not in this index; it holds BOE-A-2099-1"):
+        search.search("x", filters=Filters(laws=("BOE-A-1-1",)))
+    with pytest.raises(QueryError, match="rango Orden not in this index; choose among Ley"):
+        search.search("x", filters=Filters(rangos=("Orden",)))
+    with pytest.raises(QueryError, match="give a date as YYYY-MM-DD"):
+        search.search("x", filters=Filters(as_of="ayer"))
+
+
+@pytest.mark.parametrize("quantize", ["int8", "binary"])
+def test_quantized_indexes_are_rescored_in_full_precision(index, encoder, tmp_path, quantize) -> None:
+    target = tmp_path / quantize
+    report = indexing.build([str(index.parent / "laws")], target, encoder=encoder, max_tokens=96, quantize=quantize)
+    assert report.embedded == report.chunks
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert manifest["faiss"]["quantize"] == quantize
+    assert manifest["faiss"]["factory"]["64"] == {"int8": "SQ8", "binary": "BFlat"}[quantize]
+    quantized = LegalSearch.open(target, encoder=encoder)
+    exact = LegalSearch.open(index, encoder=encoder)
+    full = np.load(target / "vectors.f16.npy", allow_pickle=False).astype(np.float32)
+    for query in ("vacaciones anuales", "fianza", "notificaciones electrónicas"):
+        hits = quantized.search(query, k=3, dim=64, mode="dense")
+        vector = matryoshka(encoder.encode([query]), 64)[0]
+        for hit in hits:  # every score is the float cosine at that dim, not a quantized one
+            rows = quantized._chunk_rows_of(quantized._cited_key(hit))
+            assert hit.score == pytest.approx(float((matryoshka(full[rows], 64) @ vector).max()), abs=1e-4)
+        assert keys(hits)[0] == keys(exact.search(query, k=3, dim=64, mode="dense"))[0]
+
+
+def test_cli_modes_and_filters(index, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LEGALSEARCH_INDEX", str(index))
+    result = runner.invoke(app, ["ask", "fianza", "--mode", "lexical", "--law", "BOE-A-2099-2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {h["boe_id"] for h in json.loads(result.stdout)} == {"BOE-A-2099-2"}
+    result = runner.invoke(app, ["ask", "artículo 1 de la Ley 2/2099"])
+    assert "(cita)" in result.stdout.splitlines()[0]
+    result = runner.invoke(app, ["ask", "fianza", "--kind", "anexo"])
+    assert result.exit_code == 0 and "No results: no unit matches the filters." in result.stdout
+    result = runner.invoke(app, ["ask", "fianza", "--mode", "bm25"])
+    assert result.exit_code == 1 and "choose one of dense, funnel, lexical, hybrid" in result.stderr
