@@ -226,7 +226,9 @@ def build(
             known[chunk.content_hash] = vector
     fresh: list[StoredLaw] = []
     to_embed: list[tuple[int, int, str]] = []  # (law position, chunk position, text)
-    for law, digest in chosen.values():
+
+    def stage(law: Law, digest: str | None) -> None:
+        """Chunk `law`; reuse the vectors of chunks the index already has, queue the others for embedding."""
         chunks = chunk_law(law, encoder.count_tokens, budget)
         vectors = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
         for i, chunk in enumerate(chunks):
@@ -236,17 +238,12 @@ def build(
             else:
                 vectors[i] = vector
         fresh.append(StoredLaw(law, chunks, vectors, digest))
+
+    for law, digest in chosen.values():
+        stage(law, digest)
     if tokens_changed:  # every kept law is re-chunked at the new budget
         for stored in kept:
-            chunks = chunk_law(stored.law, encoder.count_tokens, budget)
-            vectors = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
-            for i, chunk in enumerate(chunks):
-                vector = known.get(chunk.content_hash)
-                if vector is None:
-                    to_embed.append((len(fresh), i, chunk.text))
-                else:
-                    vectors[i] = vector
-            fresh.append(StoredLaw(stored.law, chunks, vectors, stored.source_sha256))
+            stage(stored.law, stored.source_sha256)
         kept = []
     done = 0
 
