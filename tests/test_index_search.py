@@ -303,7 +303,7 @@ def test_a_new_chunk_budget_rechunks_every_law(laws_dir: Path, tmp_path: Path, e
     (laws_dir / "BOE-A-2099-3.txt").write_text(long_article_law(), encoding="utf-8")
     first = build([laws_dir / "BOE-A-2099-3.txt", laws_dir / "BOE-A-2099-1.txt"], index, encoder)
     counting = CountingEncoder(encoder)
-    smaller = build([laws_dir / "BOE-A-2099-1.txt"], index, counting, max_tokens=96)  # law 3 kept, not given
-    assert smaller.chunks > first.chunks and read_manifest(index)["chunking"]["max_tokens"] == 96
+    smaller = build([laws_dir / "BOE-A-2099-1.txt"], index, counting, max_tokens=160)  # law 3 kept, not given
+    assert smaller.chunks > first.chunks and read_manifest(index)["chunking"]["max_tokens"] == 160
     assert 0 < len(counting.texts) == smaller.embedded < smaller.chunks, "short articles keep their vectors"
-    assert all(encoder.count_tokens([t])[0] <= 96 for t in counting.texts)
+    assert all(encoder.count_tokens([t])[0] <= 160 for t in counting.texts)
