@@ -183,6 +183,9 @@ def load_encoder(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     local = Path(model_id).expanduser()
     is_local = local.exists()
+    looks_like_path = model_id.startswith((".", "/", "~")) or model_id.count("/") > 1 or "\\" in model_id
+    if not is_local and looks_like_path:
+        raise ModelError(f"no model folder at {local}; pass an existing folder or a Hugging Face hub id (owner/name)")
     if is_local and not (local / "modules.json").exists() and not (local / "config.json").exists():
         raise ModelError(f"model folder {local} holds no sentence-transformers model (no modules.json or config.json)")
     if not is_local:

@@ -91,6 +91,8 @@ def test_model_that_cannot_load_says_what_was_tried(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "cannot load model from Hugging Face hub id 'dariolopez/bge-m3-es-legal-tmp-3'" in result.stderr
     assert "--model DIR" in result.stderr
+    result = runner.invoke(app, ["index", str(laws), "--model", str(tmp_path / "no" / "such-model")])
+    assert result.exit_code == 1 and f"no model folder at {tmp_path / 'no' / 'such-model'}" in result.stderr
     empty = tmp_path / "empty-model"
     empty.mkdir()
     result = runner.invoke(app, ["index", str(laws), "--model", str(empty)])
