@@ -128,6 +128,7 @@ def test_resolve_expands_folders_id_lists_and_ids(tmp_path: Path) -> None:
     (tmp_path / "laws").mkdir()
     (tmp_path / "laws" / "BOE-A-2099-1.txt").write_text(TEXT_LAW, encoding="utf-8")
     (tmp_path / "laws" / "notes.json").write_text("{}")
+    (tmp_path / "laws" / "README.md").write_text("# About these laws\n")
     ids = tmp_path / "ids.txt"
     ids.write_text("# my laws\nBOE-A-1978-31229  # Constitución\n\nBOE-A-2015-10565\n", encoding="utf-8")
     found = list(resolve([str(tmp_path / "laws"), str(ids), "BOE-A-1995-25444"]))

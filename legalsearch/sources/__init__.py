@@ -20,6 +20,7 @@ BOE_ID_ARG = re.compile(
     r"^(?:BOE|BOJA|BOCM|DOGC|BOPV|BOA|BOC|DOG|BOIB|BORM|BON|BOPA|DOE|BOCYL|DOCM|BOR)-[A-Za-z]-\d{4}-\d+$"
 )
 SUFFIXES = {".xml", ".html", ".htm", ".pdf", ".txt", ".md", ".markdown"}
+NOT_LAWS = ("README", "LICENSE", "CHANGELOG", "NOTICE")  # skipped when a folder is expanded
 
 
 def detect(data: bytes) -> str | None:
@@ -107,7 +108,11 @@ def resolve(arguments: Iterable[str]) -> Iterator[Source]:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.stem.upper().startswith(NOT_LAWS)
+            )
             if not files:
                 raise ParseError(argument, "folder holds no .xml, .html, .pdf, .txt or .md files")
             for file in files:
