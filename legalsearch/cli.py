@@ -225,6 +225,10 @@ def index(
             )  # fmt: skip
         except LegalSearchError as exc:
             raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            bars.stop()
+            message = f"interrupted: {target} was not changed (an index is renamed into place only when complete)"
+            raise fail(message, 130) from None
     report_errors(report.errors)
     for line in report.duplicates:
         err.print(f"[yellow]note:[/yellow] {line}", soft_wrap=True)

@@ -307,3 +307,32 @@ def test_a_new_chunk_budget_rechunks_every_law(laws_dir: Path, tmp_path: Path, e
     assert smaller.chunks > first.chunks and read_manifest(index)["chunking"]["max_tokens"] == 160
     assert 0 < len(counting.texts) == smaller.embedded < smaller.chunks, "short articles keep their vectors"
     assert all(encoder.count_tokens([t])[0] <= 160 for t in counting.texts)
+
+
+def test_ctrl_c_during_a_cli_build_is_one_line_and_keeps_the_index(laws_dir: Path, tmp_path: Path, tiny_model) -> None:
+    index = tmp_path / "idx"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LEGALSEARCH_INDEX": str(index)}
+    first = subprocess.run(
+        [sys.executable, "-m", "legalsearch", "index", str(laws_dir / "BOE-A-2099-1.txt"), "--model", str(tiny_model)],
+        env=env, cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    before = {p: p.read_bytes() for p in index.rglob("*") if p.is_file()}
+    script = (
+        "import sys, time, signal, os; from legalsearch import store, cli\n"
+        "real = store.build_faiss\n"
+        "def slow(*a, **k):\n    os.kill(os.getpid(), signal.SIGINT); time.sleep(5); return real(*a, **k)\n"
+        "store.build_faiss = slow\n"
+        "sys.argv = ['legalsearch', 'index', sys.argv[1]]\ncli.main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(laws_dir / "BOE-A-2099-2.txt")], env=env, cwd=tmp_path,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 130
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: interrupted: {index} was not changed (an index is renamed into place only when complete)"
+    )
+    assert "Traceback" not in result.stderr
+    assert {p: p.read_bytes() for p in index.rglob("*") if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".idx.")]
