@@ -268,11 +268,20 @@ def ask(
     vigentes: VigentesOpt = False,
     as_of: AsOfFilterOpt = None,
     shortlist: ShortlistOpt = None,
+    context: Annotated[
+        bool, typer.Option("--context", help="Print numbered sources with their text, ready for a prompt.")
+    ] = False,
+    budget: Annotated[int, typer.Option("--budget", min=1, help="Token budget of --context.")] = 2000,
 ) -> None:
     """Answer a question with the articles that best match it, cited."""
     search = _open(index_path, model)
     filters = Filters(tuple(law or ()), tuple(rango or ()), tuple(kind or ()), vigentes, as_of)
     try:
+        if context:
+            sys.stdout.write(
+                search.context(question, k=k, max_tokens=budget, dim=dim, mode=mode, filters=filters) + "\n"
+            )
+            return
         hits = search.search(question, k=k, dim=dim, mode=mode, filters=filters, shortlist=shortlist)
     except LegalSearchError as exc:
         raise fail(str(exc)) from None
@@ -338,6 +347,28 @@ def info(
         if bad:
             raise fail(f"{search.path}: checksum mismatch in {', '.join(bad)}; rebuild the index")
         err.print("checksums ok")
+
+
+@app.command()
+def serve(
+    index_path: IndexOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the index over HTTP (FastAPI): POST /search, /search/batch; GET /laws, /health; docs at /docs."""
+    try:
+        import uvicorn
+
+        from .server import create_app
+    except ImportError:
+        raise fail("serving needs FastAPI and uvicorn: pip install 'legalsearch[serve]'") from None
+    search = _open(index_path)
+    try:
+        search.search("calentamiento", k=1)  # load the model and the index files once, before the first request
+    except LegalSearchError as exc:
+        raise fail(str(exc)) from None
+    err.print(f"serving {search.path} on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(create_app(search), host=host, port=port, log_level="warning")
 
 
 def _parse_dims(dims: str | None) -> list[int] | None:

@@ -526,6 +526,69 @@ class LegalSearch:
         """ "<boe_id>#<article_id>" of every unit in the index."""
         return {row[0] for row in self._db().execute("SELECT boe_id || '#' || article_id FROM articles")}
 
+    def law(self, boe_id: str) -> dict | None:
+        """A law's metadata and the list of its units (no texts), or None."""
+        db = self._db()
+        row = db.execute("SELECT * FROM laws WHERE boe_id = ?", (boe_id,)).fetchone()
+        if row is None:
+            return None
+        units = db.execute(
+            "SELECT article_id, kind, number, heading, path, url FROM articles WHERE boe_id = ? ORDER BY position",
+            (boe_id,),
+        )
+        law = dict(row)
+        law["units"] = [{**dict(u), "path": json.loads(u["path"])} for u in units]
+        return law
+
+    def article(self, boe_id: str, article_id: str) -> dict | None:
+        """One unit with its text, notes and version dates, or None."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT a.*, l.title AS law_title FROM articles a JOIN laws l USING (boe_id) "
+                "WHERE a.boe_id = ? AND a.article_id = ?",
+                (boe_id, article_id),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        data = dict(row)
+        data["path"], data["notes"] = json.loads(data["path"]), json.loads(data["notes"])
+        del data["id"], data["position"]
+        return data
+
+    def context(self, query: str, k: int = 5, max_tokens: int = 2000, **options) -> str:
+        """Numbered sources for a prompt, best first, within `max_tokens` (the model's tokenizer):
+
+            [1] Art. 14 · Constitución Española (BOE-A-1978-31229) https://www.boe.es/buscar/act.php?id=…#a14
+            Los españoles son iguales ante la ley, …
+
+        A source that does not fit whole is cut at a sentence end; sources that do not fit at all are left out.
+        `options` are those of `search` (dim, mode, filters …)."""
+        if max_tokens <= 0:
+            raise QueryError(f"max_tokens must be positive (got {max_tokens})")
+        blocks: list[str] = []
+        used = 0
+        for n, hit in enumerate(self.search(query, k=k, **options), 1):
+            header = f"[{n}] {hit.citation} {hit.url}"
+            block = f"{header}\n{hit.text}"
+            [size] = self.encoder.count_tokens([block])
+            if used + size > max_tokens:
+                room = max_tokens - used - self.encoder.count_tokens([header])[0]
+                sentences = re.split(r"(?<=[.;:])\s+", hit.text)
+                kept: list[str] = []
+                for sentence in sentences:
+                    if self.encoder.count_tokens([" ".join([*kept, sentence])])[0] > room:
+                        break
+                    kept.append(sentence)
+                if kept:
+                    blocks.append(f"{header}\n{' '.join(kept)} […]")
+                break
+            blocks.append(block)
+            used += size
+        return "\n\n".join(blocks)
+
     def laws(self) -> list[dict]:
         rows = self._db().execute(
             "SELECT l.*, COUNT(a.id) AS articles FROM laws l LEFT JOIN articles a USING (boe_id) "

@@ -1,0 +1,23 @@
+"""Retrievers for RAG frameworks, each an optional extra: `legalsearch[langchain]`, `legalsearch[llamaindex]`."""
+
+from __future__ import annotations
+
+from ..search import Hit
+
+
+def citation_metadata(hit: Hit) -> dict:
+    """The metadata every framework's document carries: what a RAG answer needs to cite the article."""
+    return {
+        "citation": hit.citation,
+        "boe_id": hit.boe_id,
+        "law_title": hit.law_title,
+        "article_id": hit.article_id,
+        "kind": hit.kind,
+        "number": hit.number,
+        "heading": hit.heading,
+        "path": " › ".join(hit.path),
+        "url": hit.url,
+        "score": hit.score,
+        "rank": hit.rank,
+        "match": hit.match,
+    }
