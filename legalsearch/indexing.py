@@ -80,6 +80,24 @@ def defaults_for(model_id: str, full_dim: int) -> dict:
     return defaults
 
 
+METADATA_FIELDS = (
+    "title", "rango", "departamento", "fecha_disposicion", "fecha_publicacion", "fecha_vigencia", "eli_url", "status",
+)  # fmt: skip
+
+
+def _fill_metadata(law: Law, others: list[Law]) -> None:
+    """Complete the metadata of the source chosen for its text (e.g. an API `/texto` answer, which has none)
+    from the other sources of the same law."""
+    for name in METADATA_FIELDS:
+        value = getattr(law, name)
+        if value in (None, "", "desconocido") or (name == "title" and value == law.boe_id):
+            for other in others:
+                candidate = getattr(other, name)
+                if candidate not in (None, "", "desconocido") and not (name == "title" and candidate == other.boe_id):
+                    setattr(law, name, candidate)
+                    break
+
+
 def _model_record(encoder: Encoder) -> dict:
     info = encoder.info
     return {
@@ -191,6 +209,7 @@ def build(
             if not candidates:
                 continue
         candidates.sort(key=lambda c: _preference(c[0]), reverse=True)
+        _fill_metadata(candidates[0][0], [c[0] for c in candidates[1:]])
         chosen[boe_id] = candidates[0]
         if len(candidates) > 1:
             skipped = ", ".join(c[0].origin for c in candidates[1:])

@@ -336,3 +336,18 @@ def test_ctrl_c_during_a_cli_build_is_one_line_and_keeps_the_index(laws_dir: Pat
     assert "Traceback" not in result.stderr
     assert {p: p.read_bytes() for p in index.rglob("*") if p.is_file()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".idx.")]
+
+
+def test_several_sources_of_one_law_index_the_newest_text_with_complete_metadata(tmp_path: Path, encoder) -> None:
+    from .conftest import CORPORA
+
+    texto, html = CORPORA / "xml" / "BOE-A-1978-31229.texto.xml", CORPORA / "html" / "BOE-A-1978-31229.html"
+    if not texto.exists():
+        pytest.skip(f"no {texto}")
+    report = build([texto, html], tmp_path / "idx", encoder, dims=[64])
+    assert report.duplicates == [f"BOE-A-1978-31229: indexed {texto}; skipped {html}"]
+    search = LegalSearch.open(tmp_path / "idx", encoder=encoder)
+    [law] = search.laws()
+    assert law["title"] == "Constitución Española." and law["departamento"] == "Cortes Generales"
+    assert law["origin"] == str(texto), "the API text holds the 2026 reform of article 69"
+    assert "Ibiza" in search.article("BOE-A-1978-31229", "a69")["text"]
