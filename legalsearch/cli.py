@@ -330,6 +330,13 @@ def info(
         factories = manifest["faiss"]["factory"]
         out.print(f"dims       {', '.join(f'{d} ({factories[str(d)]})' for d in manifest['dims'])}; "
                   f"default {manifest['defaults'].get('dim')}, inner product on re-normalised prefixes")  # fmt: skip
+        defaults = manifest.get("defaults", {})
+        weights = defaults.get("hybrid_weights", {})
+        lexical = manifest.get("lexical", {}).get("kind", "none (re-run `legalsearch index` to add it)")
+        out.print(f"search     default mode {defaults.get('mode', 'dense')} (RRF dense {weights.get('dense', 1)} : "
+                  f"lexical {weights.get('lexical', 1)}), funnel {defaults.get('funnel_dim')} → full dim, shortlist "
+                  f"{defaults.get('funnel_shortlist')}; storage {manifest['faiss'].get('quantize', 'none')}; "
+                  f"lexical {lexical}", soft_wrap=True)  # fmt: skip
         out.print(f"contents   {counts['laws']} laws, {counts['articles']} units, {counts['chunks']} chunks "
                   f"(chunk budget {manifest['chunking']['max_tokens']} tokens)")  # fmt: skip
         out.print(f"built      {manifest['created']}; updated {manifest['updated']}")
