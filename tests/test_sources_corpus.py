@@ -161,7 +161,10 @@ def test_unusual_separators_and_single_articles() -> None:
     assert au.kind == "articulo" and au.number == "único"
     assert au.heading == "Artículo único. Aprobación del Reglamento del Registro de la Propiedad Intelectual."
     # the reglamento's articles sit inside the annexed text, which is their path, not a unit
-    assert law.article("a1").path[0] == "REGLAMENTO DEL REGISTRO DE LA PROPIEDAD INTELECTUAL"
+    assert law.article("a1").path == (
+        "REGLAMENTO DEL REGISTRO DE LA PROPIEDAD INTELECTUAL",
+        "CAPÍTULO I. Objeto, funciones y estructura del Registro de la Propiedad Intelectual",
+    )
     assert "Dado en Madrid" not in law.article("df3").text
 
 

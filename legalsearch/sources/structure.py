@@ -275,6 +275,7 @@ class Segmenter:
         self.prev_structure: int | None = None  # … and of the block before it
         self.group: str | None = None  # "adicional" … under a "DISPOSICIONES ADICIONALES" heading
         self.group_open = False  # a singular group heading ("DISPOSICIÓN FINAL") still waiting for its body
+        self._group_heading: tuple[Block, str] | None = None
         self.in_signature = False
         self.quote_depth = 0  # inside «…» text that an amending provision inserts into another law
 
@@ -313,7 +314,7 @@ class Segmenter:
         current = self.current
         if current is not None and current.kind == "anexo" and not current.paragraphs:
             # An anexo whose first content is an article is a container (a reglamento, a texto refundido)
-            self.path = {-1: current.heading}
+            self.path = {-1: current.heading, **{k: v for k, v in self.path.items() if k >= 0}}
             self.current = None
         if info.kind != "articulo":
             self.path = {k: v for k, v in self.path.items() if k < 0}
