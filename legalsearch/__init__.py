@@ -13,14 +13,18 @@ from .errors import (
     ParseError,
     QueryError,
 )
+from .search import Filters, Hit, LegalSearch
 from .sources import parse_bytes, parse_file
 
 __all__ = [
     "Article",
     "Chunk",
     "FetchError",
+    "Filters",
+    "Hit",
     "IndexFormatError",
     "Law",
+    "LegalSearch",
     "LegalSearchError",
     "ModelError",
     "ParseError",
