@@ -324,12 +324,17 @@ class LegalSearch:
             keep = row_row >= 0
             found, found_scores = row_row[keep], score_row[keep].astype(np.float64)
             if quantize != "none" and len(found):  # always rescored with the full-precision vectors
-                exact = matryoshka(np.asarray(self._full_vectors()[np.sort(found)]), dim) @ queries[q]
-                found = np.sort(found)
-                order = np.argsort(-exact, kind="stable")[:n]
-                found, found_scores = found[order], exact[order]
+                found, found_scores = self._rescore(found, queries[q], dim)
+                found, found_scores = found[:n], found_scores[:n]
             results.append(list(zip(found.tolist(), found_scores.tolist(), strict=True)))
         return results
+
+    def _rescore(self, rows: np.ndarray, query: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """`rows` ordered by exact cosine at `dim` with the full-precision vectors, and those cosines."""
+        rows = np.sort(rows)  # ascending rows: the memory-mapped file is read in order
+        exact = matryoshka(np.asarray(self._full_vectors()[rows]), dim) @ query[:dim] / np.linalg.norm(query[:dim])
+        order = np.argsort(-exact, kind="stable")
+        return rows[order], exact[order]
 
     def _candidates(self, allowed: np.ndarray | None) -> int:
         return len(allowed) if allowed is not None else self.manifest["counts"]["chunks"]
@@ -360,13 +365,9 @@ class LegalSearch:
             candidates = self._dense_chunks(vectors, small, max(n, shortlist or default), allowed)
             results = []
             for q, chunks in enumerate(candidates):
-                rows = np.array(sorted(row for row, _ in chunks), dtype=np.int64)
-                if not len(rows):
-                    results.append([])
-                    continue
-                exact = matryoshka(np.asarray(self._full_vectors()[rows]), dim) @ queries[q]
-                order = np.argsort(-exact, kind="stable")
-                results.append(list(zip(rows[order].tolist(), exact[order].tolist(), strict=True)))
+                rows = np.array([row for row, _ in chunks], dtype=np.int64)
+                ranked, scores = self._rescore(rows, queries[q], dim) if len(rows) else (rows, rows)
+                results.append(list(zip(ranked.tolist(), scores.tolist(), strict=True)))
             return results
 
         return self._until_enough(fetch, depth, total)
