@@ -90,9 +90,12 @@ def test_fetch_never_leaves_a_partial_file(api, tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.part-*"))
 
 
-def test_fetch_without_network_says_so(tmp_path: Path) -> None:
+def test_fetch_without_network_says_so_once(tmp_path: Path) -> None:
+    offline = client("http://127.0.0.1:9/api", tmp_path, retries=2)
     with pytest.raises(FetchError, match=r"cannot reach the BOE API .* after 2 tries"):
-        client("http://127.0.0.1:9/api", tmp_path, retries=2).get("BOE-A-1978-31229")
+        offline.get("BOE-A-1978-31229")
+    with pytest.raises(FetchError, match="BOE-A-1889-4763: not tried, the BOE API was unreachable just before"):
+        offline.get("BOE-A-1889-4763")  # a list of 40 ids does not wait 40 times
 
 
 def test_cli_fetch_and_parse_json_from_a_list_of_ids(api, tmp_path: Path) -> None:

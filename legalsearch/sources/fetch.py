@@ -38,6 +38,7 @@ class BOEClient:
     backoff: float = 2.0
     timeout: float = 60.0
     _last_request: float = 0.0
+    _unreachable: str | None = None  # set when the API could not be reached: later ids fail at once
 
     def path_for(self, boe_id: str) -> Path:
         return self.cache / f"{boe_id}.xml"
@@ -91,6 +92,8 @@ class BOEClient:
         request = urllib.request.Request(
             url, headers={"Accept": "application/xml", "User-Agent": f"legalsearch/{__version__}"}
         )
+        if self._unreachable is not None:
+            raise FetchError(f"{boe_id}: not tried, the BOE API was unreachable just before ({self._unreachable})")
         last_error = ""
         for attempt in range(self.retries):
             wait = self.delay - (time.monotonic() - self._last_request)
@@ -110,6 +113,7 @@ class BOEClient:
                 last_error = str(getattr(exc, "reason", exc))
             if attempt + 1 < self.retries:
                 time.sleep(self.backoff * 2**attempt)
+        self._unreachable = last_error
         raise FetchError(
             f"{boe_id}: cannot reach the BOE API at {self.base_url} after {self.retries} tries ({last_error}); "
             "check the network, or pass local files instead of BOE ids"
