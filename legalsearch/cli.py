@@ -224,6 +224,7 @@ def index(
                 notify=lambda message: err.print(f"[yellow]note:[/yellow] {message}", soft_wrap=True),
             )  # fmt: skip
         except LegalSearchError as exc:
+            report_errors(getattr(exc, "errors", []))
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
             bars.stop()

@@ -24,6 +24,14 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 FORMAT_PREFERENCE = ("boe-api-xml", "boe-html", "pdf", "markdown", "boe-diario-xml", "text")
 
 
+class NothingToIndex(LegalSearchError):
+    """No source could be read and there is no index to keep: `errors` says why, one per source."""
+
+    def __init__(self, errors: list[LegalSearchError]) -> None:
+        super().__init__("nothing to index: no source could be read")
+        self.errors = errors
+
+
 @dataclass
 class IndexReport:
     index: Path
@@ -239,7 +247,7 @@ def build(
         report.bytes = sum(p.stat().st_size for p in index.rglob("*") if p.is_file())
         return report
     if not chosen and existing is None:
-        raise LegalSearchError("nothing to index: no source could be read")
+        raise NothingToIndex(report.errors)
 
     # 3. Chunk and embed what is new.
     encoder = encoder or load_encoder(model_id, device, notify)

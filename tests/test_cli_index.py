@@ -119,3 +119,15 @@ def test_end_to_end_real_model_on_real_laws(minilm: Path) -> None:
         top = json.loads(result.stdout)[0]
         assert (top["boe_id"], top["article_id"]) == (boe_id, article_id), question
     assert json.loads(runner.invoke(app, ["ask", "bandera", "--json", "--dim", "64"]).stdout)
+
+
+def test_index_of_unreachable_ids_names_each_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("legalsearch.sources.fetch.time.sleep", lambda seconds: None)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("BOE-A-1978-31229\nBOE-A-1889-4763\n", encoding="utf-8")
+    result = runner.invoke(app, ["index", str(ids)])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: BOE-A-1978-31229: cannot reach the BOE API")
+    assert lines[1].startswith("error: BOE-A-1889-4763: not tried, the BOE API was unreachable just before")
+    assert lines[2] == "error: nothing to index: no source could be read" and len(lines) == 3
