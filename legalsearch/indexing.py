@@ -191,6 +191,7 @@ def build(
             if (
                 recorded
                 and recorded["sha256"] == digest
+                and recorded.get("as_of") == as_of  # the same bytes read as of another date are another text
                 and not tokens_changed
                 and all(b in stored_by_id for b in recorded["laws"])
             ):
@@ -200,7 +201,7 @@ def build(
                 continue
             law = sources_module.parse_file(path, as_of)
             new_laws.append((law, digest))
-            source_records[source.label] = {"sha256": digest, "laws": [law.boe_id]}
+            source_records[source.label] = {"sha256": digest, "as_of": as_of, "laws": [law.boe_id]}
             report.parsed_sources += 1
         except LegalSearchError as exc:
             report.errors.append(exc)

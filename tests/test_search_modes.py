@@ -180,3 +180,15 @@ def test_cli_modes_and_filters(index, tmp_path, monkeypatch) -> None:
     assert result.exit_code == 0 and "No results: no unit matches the filters." in result.stdout
     result = runner.invoke(app, ["ask", "fianza", "--mode", "bm25"])
     assert result.exit_code == 1 and "choose one of dense, funnel, lexical, hybrid" in result.stderr
+
+
+def test_reindexing_as_of_another_date_reads_the_source_again(index, encoder, tmp_path) -> None:
+    source = index.parent / "laws" / "BOE-A-2099-1.xml"
+    target = tmp_path / "idx"
+    indexing.build([str(source)], target, encoder=encoder)
+    again = indexing.build([str(source)], target, encoder=encoder, as_of="2099-06-01")
+    assert not again.up_to_date and again.parsed_sources == 1
+    earlier = LegalSearch.open(target, encoder=encoder)
+    assert earlier.article("BOE-A-2099-1", "a1")["text"] == "Texto original."
+    assert earlier.article("BOE-A-2099-1", "a2") is None, "article 2 came into force in 2100"
+
