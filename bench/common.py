@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -29,3 +30,10 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def dev_questions() -> list[str]:
+    """The questions of ../shared/eval/dev.jsonl (empty when it is absent)."""
+    if not DEV.exists():
+        return []
+    return [json.loads(line)["question"] for line in DEV.read_text(encoding="utf-8").splitlines() if line]

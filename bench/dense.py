@@ -19,11 +19,23 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from common import DEFAULT_SOURCES, DEV, Timer, default_model
+from common import DEFAULT_SOURCES, DEV, Timer, default_model, dev_questions
 
 from legalsearch import indexing
 from legalsearch.embedding import load_encoder, matryoshka
 from legalsearch.store import build_faiss
+
+
+def replicate(base: np.ndarray, n: int, noise: float, n_queries: int = 140) -> tuple[np.ndarray, np.ndarray]:
+    """`n` unit vectors drawn from `base` plus Gaussian noise of norm `noise`, and `n_queries` perturbed ones
+    (1.5× the noise) to search with."""
+    rng = np.random.default_rng(0)
+    full = base.shape[1]
+    jitter = rng.normal(size=(n, full)).astype(np.float32)
+    jitter *= noise / np.linalg.norm(jitter, axis=1, keepdims=True)
+    vectors = matryoshka(base[rng.integers(0, len(base), n)] + jitter, full)
+    queries = matryoshka(base[rng.integers(0, len(base), n_queries)] + jitter[:n_queries] * 1.5, full)
+    return vectors, queries
 
 
 def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
@@ -65,15 +77,11 @@ def main() -> int:
     manifest = json.loads((index / "manifest.json").read_text())
     base = np.load(index / "vectors.f16.npy", allow_pickle=False).astype(np.float32)
     full = base.shape[1]
-    rng = np.random.default_rng(0)
-    picks = rng.integers(0, len(base), args.n)
-    noise = rng.normal(size=(args.n, full)).astype(np.float32)
-    noise *= args.noise / np.linalg.norm(noise, axis=1, keepdims=True)
-    vectors = matryoshka(base[picks] + noise, full)
-    queries = [matryoshka(base[rng.integers(0, len(base), 140)] + noise[:140] * 1.5, full)]
+    vectors, queries = replicate(base, args.n, args.noise)
+    queries = [queries]
     if DEV.exists():
         encoder = load_encoder(manifest["model"]["id"], device="cpu")
-        questions = [json.loads(line)["question"] for line in DEV.read_text(encoding="utf-8").splitlines() if line]
+        questions = dev_questions()
         queries.insert(0, encoder.encode(questions))
     queries = np.concatenate(queries)
     print(f"{len(base)} real chunk vectors ({manifest['model']['id'].rsplit('/', 1)[-1]}, {full} dims) replicated to "

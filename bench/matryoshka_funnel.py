@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DEV, default_model
-from dense import best_time, recall_at_10, rescore
+from common import DEV, default_model, dev_questions
+from dense import best_time, recall_at_10, replicate, rescore
 
 from legalsearch.embedding import load_encoder, matryoshka
 from legalsearch.evaluation import article_id_of
@@ -85,13 +85,10 @@ def main() -> int:
     started = time.perf_counter()
     base = encoder.encode(texts, batch_size=32)
     print(f"encoded {len(texts)} chunks in {time.perf_counter() - started:.0f} s")
-    rng = np.random.default_rng(0)
-    noise = rng.normal(size=(args.n, base.shape[1])).astype(np.float32)
-    noise *= args.noise / np.linalg.norm(noise, axis=1, keepdims=True)
-    vectors = matryoshka(base[rng.integers(0, len(base), args.n)] + noise, base.shape[1])
-    queries = [matryoshka(base[rng.integers(0, len(base), 140)] + noise[:140] * 1.5, base.shape[1])]
+    vectors, queries = replicate(base, args.n, args.noise)
+    queries = [queries]
     if DEV.exists():
-        questions = [json.loads(line)["question"] for line in DEV.read_text(encoding="utf-8").splitlines() if line]
+        questions = dev_questions()
         queries.insert(0, encoder.encode(questions))
     queries = np.concatenate(queries)
     full = base.shape[1]

@@ -7,13 +7,12 @@ of ../shared/eval/dev.jsonl. Builds (or reuses) an index of the given sources fi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import DEFAULT_SOURCES, DEV, Timer, default_model
+from common import DEFAULT_SOURCES, DEV, Timer, default_model, dev_questions
 
 from legalsearch import indexing
 from legalsearch.search import LegalSearch
@@ -30,7 +29,7 @@ def main() -> int:
     if not DEV.exists():
         print(f"skipped: no {DEV}")
         return 0
-    questions = [json.loads(line)["question"] for line in DEV.read_text(encoding="utf-8").splitlines() if line]
+    questions = dev_questions()
     index = args.index or Path(tempfile.mkdtemp()) / "idx"
     if not (index / "manifest.json").exists():
         indexing.build(args.sources, index, model=args.model or default_model(), device="cpu")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from common import DEFAULT_SOURCES, DEV, ROOT, default_model
+from common import DEFAULT_SOURCES, DEV, ROOT, default_model, dev_questions
 
 from legalsearch import indexing
 from legalsearch.search import LegalSearch
@@ -83,7 +82,7 @@ def main() -> int:
     if not DEV.exists():
         print(f"skipped: no {DEV}")
         return 0
-    questions = [json.loads(line)["question"] for line in DEV.read_text(encoding="utf-8").splitlines() if line]
+    questions = dev_questions()
     index = args.index
     if index is None:
         index = Path(tempfile.mkdtemp()) / "idx"
