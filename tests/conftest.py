@@ -14,6 +14,7 @@ import pytest
 
 from legalsearch.documents import Law
 from legalsearch.sources import parse_file
+from legalsearch.testing import build_random_xlmr
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -42,6 +43,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEGALSEARCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("LEGALSEARCH_INDEX", str(tmp_path / "indexes" / "default"))
     monkeypatch.setenv("LEGALSEARCH_BOE_API", "http://127.0.0.1:9/unreachable")
+    monkeypatch.setenv("LEGALSEARCH_MODELS", str(tmp_path.parent / "legalsearch-models"))  # shared exports
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
@@ -97,44 +99,7 @@ TÍTULO I CAPÍTULO II Sección 1.ª Libro segundo anexo reglamento real decreto
 def build_tiny_model(folder: Path) -> Path:
     """A tiny sentence-transformers model shaped like the legal one: XLMRobertaModel, CLS pooling, Normalize,
     with a SentencePiece-style tokenizer trained here with `tokenizers`."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from tokenizers import SentencePieceUnigramTokenizer, processors
-    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
-
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    tokenizer = SentencePieceUnigramTokenizer()
-    lines = TRAINING_TEXT.splitlines() * 20
-    tokenizer.train_from_iterator(
-        lines, vocab_size=600, special_tokens=specials, unk_token="<unk>", show_progress=False
-    )
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
-    fast = XLMRobertaTokenizerFast(
-        tokenizer_object=tokenizer._tokenizer,
-        bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>",
-        mask_token="<mask>", model_max_length=512,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    config = XLMRobertaConfig(
-        vocab_size=len(fast), hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
-        max_position_embeddings=520, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
-    )  # fmt: skip
-    hf_folder = folder / "hf"
-    XLMRobertaModel(config).save_pretrained(hf_folder)
-    fast.save_pretrained(hf_folder)
-    try:  # sentence-transformers >= 6
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    except ImportError:
-        from sentence_transformers.models import Normalize, Pooling, Transformer
-    word = Transformer(str(hf_folder), max_seq_length=512)
-    width = word.get_embedding_dimension() if hasattr(word, "get_embedding_dimension") else None
-    pooling = Pooling(width or word.get_word_embedding_dimension(), pooling_mode="cls")
-    model = SentenceTransformer(modules=[word, pooling, Normalize()], device="cpu")
-    out = folder / "tiny-xlmr"
-    model.save(str(out))
-    return out
+    return build_random_xlmr(folder, TRAINING_TEXT, "tiny")
 
 
 @pytest.fixture(scope="session")
