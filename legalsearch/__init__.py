@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 from .documents import Article, Chunk, Law
@@ -13,8 +15,29 @@ from .errors import (
     ParseError,
     QueryError,
 )
-from .search import Filters, Hit, LegalSearch
-from .sources import parse_bytes, parse_file
+
+if TYPE_CHECKING:
+    from .search import Filters, Hit, LegalSearch
+    from .sources import parse_bytes, parse_file
+
+# Search and the readers pull in FAISS, bm25s, lxml and BeautifulSoup: imported on first use, so that
+# `legalsearch.embedding` (e.g. on a GPU worker) needs only sentence-transformers.
+_LAZY = {
+    "Filters": "search",
+    "Hit": "search",
+    "LegalSearch": "search",
+    "parse_bytes": "sources",
+    "parse_file": "sources",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Article",

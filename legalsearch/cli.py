@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import indexing, sources
@@ -47,6 +48,17 @@ ModelOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--model", help="sentence-transformers model: hub id or local folder [env LEGALSEARCH_MODEL]."),
 ]
+BackendOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--backend",
+        help="torch, onnx or openvino [default: the index's; for a new index torch (CUDA fp16 on a GPU)].",
+    ),
+]
+PrecisionOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--precision", help="fp32, fp16, bf16 (torch) or int8 (onnx, openvino) [default: as --backend]."),
+]
 ModeOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--mode", help="dense, funnel, lexical or hybrid [default: the index's, recorded per model]."),
@@ -79,13 +91,13 @@ AsOfOpt = Annotated[
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
 def report_errors(errors: list[LegalSearchError]) -> None:
     for error in errors:
-        err.print(f"[red]error:[/red] {error}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
 
 
 def load_laws(arguments: list[str], cache: Path | None, as_of: str | None) -> sources.LoadReport:
@@ -193,9 +205,23 @@ def index(
         Optional[str],  # noqa: UP045
         typer.Option(help="cpu, cuda, cuda:1 … [default: CUDA in fp16 when present, else CPU]."),
     ] = None,
+    backend: BackendOpt = None,
+    precision: PrecisionOpt = None,
     replace: Annotated[bool, typer.Option(help="Drop laws of the index that are not among SOURCE.")] = False,
     cache: CacheOpt = None,
     as_of: AsOfOpt = None,
+    distributed: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--distributed", help="Embed on a cluster: ray (pip install 'legalsearch[ray]')."),
+    ] = None,
+    ray_address: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--ray-address", help="Ray cluster to join (ray://host:10001, auto) [default: a local one]."),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Ray: embedding actors.")] = 2,
+    gpus_per_worker: Annotated[
+        float, typer.Option("--gpus-per-worker", min=0, help="Ray: GPUs per actor (0: CPU actors).")
+    ] = 0,
 ) -> None:
     """Parse, chunk and embed laws into an index (adding to or updating an existing one)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -220,8 +246,10 @@ def index(
                 source, target, model=model or (None if (target / "manifest.json").exists() else default_model()),
                 dims=wanted_dims, faiss_kind=faiss_kind, quantize=quantize, max_tokens=max_tokens,
                 batch_size=batch_size,
-                device=device, as_of=as_of, fetcher=client.get, replace=replace, progress=progress,
-                notify=lambda message: err.print(f"[yellow]note:[/yellow] {message}", soft_wrap=True),
+                device=device, backend=backend, precision=precision, as_of=as_of, fetcher=client.get,
+                replace=replace, progress=progress, distributed=distributed, ray_address=ray_address,
+                workers=workers, gpus_per_worker=gpus_per_worker,
+                notify=lambda message: err.print(f"[yellow]note:[/yellow] {escape(message)}", soft_wrap=True),
             )  # fmt: skip
         except LegalSearchError as exc:
             report_errors(getattr(exc, "errors", []))
@@ -244,9 +272,11 @@ def index(
         raise typer.Exit(1)
 
 
-def _open(index_path: Path | None, model: str | None = None) -> LegalSearch:
+def _open(
+    index_path: Path | None, model: str | None = None, backend: str | None = None, precision: str | None = None
+) -> LegalSearch:
     try:
-        return LegalSearch.open(index_path or default_index(), model=model)
+        return LegalSearch.open(index_path or default_index(), model=model, backend=backend, precision=precision)
     except LegalSearchError as exc:
         raise fail(str(exc)) from None
 
@@ -273,9 +303,11 @@ def ask(
         bool, typer.Option("--context", help="Print numbered sources with their text, ready for a prompt.")
     ] = False,
     budget: Annotated[int, typer.Option("--budget", min=1, help="Token budget of --context.")] = 2000,
+    backend: BackendOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Answer a question with the articles that best match it, cited."""
-    search = _open(index_path, model)
+    search = _open(index_path, model, backend, precision)
     filters = Filters(tuple(law or ()), tuple(rango or ()), tuple(kind or ()), vigentes, as_of)
     try:
         if context:
@@ -325,9 +357,11 @@ def info(
         out.print(f"[bold]{search.path}[/bold] (format {manifest['format_version']}, "
                   f"legalsearch {manifest['legalsearch_version']})")  # fmt: skip
         revision = model.get("revision") or "unknown"
-        precision = model.get("precision", "fp32")
+        runtime = f"{model.get('backend', 'torch')} {model.get('precision', 'fp32')}"
+        if model.get("variant"):
+            runtime += f" ({model['variant']})"
         out.print(f"model      {model['id']} (revision {revision}), {model['dim']} dims, "
-                  f"{precision}, max {model['max_seq_length']} tokens", soft_wrap=True)  # fmt: skip
+                  f"embedded with {runtime}, max {model['max_seq_length']} tokens", soft_wrap=True)  # fmt: skip
         factories = manifest["faiss"]["factory"]
         out.print(f"dims       {', '.join(f'{d} ({factories[str(d)]})' for d in manifest['dims'])}; "
                   f"default {manifest['defaults'].get('dim')}, inner product on re-normalised prefixes")  # fmt: skip
@@ -362,6 +396,8 @@ def serve(
     index_path: IndexOpt = None,
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    backend: BackendOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Serve the index over HTTP (FastAPI): POST /search, /search/batch; GET /laws, /health; docs at /docs."""
     try:
@@ -370,7 +406,7 @@ def serve(
         from .server import create_app
     except ImportError:
         raise fail("serving needs FastAPI and uvicorn: pip install 'legalsearch[serve]'") from None
-    search = _open(index_path)
+    search = _open(index_path, None, backend, precision)
     try:
         search.search("calentamiento", k=1)  # load the model and the index files once, before the first request
     except LegalSearchError as exc:
@@ -410,6 +446,8 @@ def evaluate(
     ] = None,
     model: ModelOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    backend: BackendOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Retrieval metrics per Matryoshka dim, named and defined as on the model card."""
     from .embedding import dims_for, load_encoder
@@ -418,10 +456,11 @@ def evaluate(
     wanted = _parse_dims(dims)
     try:
         if pairs is not None:
-            encoder = load_encoder(model or default_model())
+            encoder = load_encoder(model or default_model(), backend=backend, precision=precision)
             report = evaluate_pairs(encoder, load_pairs(pairs), dims_for(encoder.dim, wanted), batch_size)
         elif questions is not None:
-            report = evaluate_index(_open(index_path, model), load_questions(questions), wanted, mode)
+            search = _open(index_path, model, backend, precision)
+            report = evaluate_index(search, load_questions(questions), wanted, mode)
         else:
             raise fail("give a QUESTIONS.jsonl file, or --pairs PAIRS.jsonl")
     except LegalSearchError as exc:

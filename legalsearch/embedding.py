@@ -1,13 +1,21 @@
-"""Sentence embeddings. The only module that imports sentence-transformers (and torch).
+"""Sentence embeddings. The only module that runs sentence-transformers (and torch); `testing` only builds
+random models with it, and `distributed` calls `load_encoder` inside its Ray actors.
 
 Every text is encoded once at the model's full dimension and L2-normalised; a Matryoshka dim is the prefix of
 that vector, re-normalised (`matryoshka`), so cosine similarity stays an inner product at every dim.
+
+Backends: torch (fp32; fp16/bf16), and sentence-transformers' ONNX Runtime (fp32, dynamic int8) and OpenVINO
+(fp32, bf16, int8 weights) backends through Optimum. An onnx/openvino model is exported once into `onnx/` or
+`openvino/` beside the model (or a linked mirror under `models_home()` for hub downloads and read-only
+folders) and loaded from there afterwards. Float runtimes give vectors that agree to rounding and can share an
+index; an int8 model is its own quantisation, so an index embedded with one is queried with the same.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +32,18 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "dariolopez/bge-m3-es-legal-tmp-3"
 # Dims the legal model was trained at (MatryoshkaLoss); other models get the ones that fit them.
 MATRYOSHKA_DIMS = (1024, 768, 512, 256, 128, 64)
+
+
+# Backends and the precisions each runs (sentence-transformers' backends; onnx/openvino via optimum).
+PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
+BACKENDS = tuple(PRECISIONS)
+FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")  # the same weights: their vectors agree to rounding
+# What runs on a CPU when nothing is asked, chosen with bench/backends.py (README, "Faster embedding"): 2.4× torch
+# fp32 on a model of the legal model's size, 0.990 top-10 overlap with fp32 on the dev set (all-MiniLM-L6-v2), and
+# float, so its indexes mix with fp32 and GPU fp16 vectors. int8 was 1.1× faster still, at 0.957 overlap.
+CPU_DEFAULT = ("openvino", "bf16")
+GPU_DEFAULT = ("torch", "fp16")
+EXPORT_FOLDERS = ("onnx", "openvino")  # written beside a model by `_ensure_exported`; not part of its fingerprint
 
 
 def default_model() -> str:
@@ -52,7 +72,8 @@ def dims_for(full_dim: int, requested: Sequence[int] | None = None) -> list[int]
 def _local_revision(folder: Path) -> str:
     """A fingerprint of a local model folder: its small config files' contents and its weights' sizes."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    files = (p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).parts[0] not in EXPORT_FOLDERS)
+    for path in sorted(files):
         digest.update(str(path.relative_to(folder)).encode())
         if path.suffix in (".json", ".txt", ".model") and path.stat().st_size < 5_000_000:
             digest.update(path.read_bytes())
@@ -78,16 +99,33 @@ class EncoderInfo:
     max_seq_length: int
     device: str
     precision: str
+    backend: str = "torch"
+    variant: str | None = None  # the exported file an onnx/openvino model runs, e.g. onnx/model_qint8_avx2.onnx
+
+    @property
+    def runtime(self) -> str:
+        return f"{self.backend} {self.precision}"
 
 
 class Encoder:
     """A loaded sentence-transformers model: `encode()` gives normalised float32 vectors at full dim."""
 
-    def __init__(self, model: SentenceTransformer, model_id: str, revision: str | None, precision: str) -> None:
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        model_id: str,
+        revision: str | None,
+        precision: str,
+        backend: str = "torch",
+        variant: str | None = None,
+    ) -> None:
         self.model = model
         dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else None
         dim = dim or model.get_sentence_embedding_dimension()
-        self.info = EncoderInfo(model_id, revision, int(dim), int(model.max_seq_length), str(model.device), precision)
+        device = str(model.device)
+        self.info = EncoderInfo(
+            model_id, revision, int(dim), int(model.max_seq_length), device, precision, backend, variant
+        )
         self._lock = threading.Lock()  # one forward pass at a time: torch already uses every core
 
     @property
@@ -125,7 +163,9 @@ class Encoder:
                     normalize_embeddings=True,
                     show_progress_bar=False,
                 )
-                out[batch] = vectors.astype(np.float32)
+                vectors = vectors.astype(np.float32)  # half-precision outputs are unit length only to rounding
+                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+                out[batch] = vectors
                 if progress is not None:
                     progress(len(batch))
         return out
@@ -162,13 +202,179 @@ def _ensure_downloadable(model_id: str, notify: Callable[[str], None] | None) ->
         notify(f"downloading {model_id} ({size / 1e9:.2f} GB) from the Hugging Face hub into its local cache")
 
 
+def resolve_runtime(backend: str | None, precision: str | None, device: str) -> tuple[str, str]:
+    """The (backend, precision) to run on `device`, from what was asked (None: the device's default)."""
+    if backend is not None and backend not in PRECISIONS:
+        raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    known = {p for ps in PRECISIONS.values() for p in ps}
+    if precision is not None and precision not in known:
+        raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(sorted(known))}")
+    on_gpu = device.startswith("cuda")
+    default = GPU_DEFAULT if on_gpu else CPU_DEFAULT
+    if backend is None:
+        if precision is None or precision in PRECISIONS[default[0]]:
+            backend = default[0]
+        else:
+            backend = next(b for b in BACKENDS if precision in PRECISIONS[b])  # e.g. int8 on a GPU: onnx
+    if precision is None:  # a backend named alone runs the device default's precision if it is its, else fp32
+        precision = default[1] if backend == default[0] else "fp32"
+    if precision not in PRECISIONS[backend]:
+        runs = ", ".join(f"{b} ({'/'.join(ps)})" for b, ps in PRECISIONS.items())
+        raise ModelError(f"backend {backend} does not run {precision}; backends and their precisions: {runs}")
+    if backend == "torch" and precision == "fp16" and not on_gpu:
+        raise ModelError(
+            "fp16 needs a CUDA device (--device cuda); on a CPU use fp32, bf16, or int8 with --backend onnx|openvino"
+        )
+    if backend != "torch" and on_gpu:
+        raise ModelError(f"{backend} runs on the CPU here; on a GPU use --backend torch (fp16 or bf16)")
+    return backend, precision
+
+
+def runtime_compatible(recorded: dict, backend: str, precision: str, variant: str | None = None) -> bool:
+    """Whether vectors made by `backend precision` can be mixed with those of an index recorded as `recorded`.
+
+    Float precisions of the same weights agree to rounding, whatever runs them; an int8 model is its own
+    quantisation of them, so only the same int8 export matches it.
+    """
+    theirs = (recorded.get("backend", "torch"), recorded.get("precision", "fp32"), recorded.get("variant"))
+    if theirs[1] in FLOAT_PRECISIONS and precision in FLOAT_PRECISIONS:
+        return True
+    return theirs[:2] == (backend, precision) and (variant is None or theirs[2] in (None, variant))
+
+
+def check_runtime(recorded: dict, info: EncoderInfo, where: object) -> None:
+    """Refuse an encoder whose vectors cannot be mixed with those of the index at `where` (see
+    `runtime_compatible`), naming the runtime that can."""
+    if runtime_compatible(recorded, info.backend, info.precision, info.variant):
+        return
+    theirs = f"{recorded.get('backend', 'torch')} {recorded.get('precision', 'fp32')}"
+    raise ModelError(
+        f"{where} was embedded with {theirs}; it cannot be mixed with or queried by {info.runtime} vectors "
+        f"(an int8 model is its own quantisation of the weights): use --backend {recorded.get('backend', 'torch')} "
+        f"--precision {recorded.get('precision', 'fp32')}, or rebuild into another --index"
+    )
+
+
+def query_runtime(recorded: dict, device: str) -> tuple[str, str]:
+    """The backend and precision to embed queries of an index recorded as `recorded`, on `device`."""
+    backend, precision = recorded.get("backend", "torch"), recorded.get("precision", "fp32")
+    if precision in FLOAT_PRECISIONS:  # any float runtime matches: the index's own where the device runs it
+        if device.startswith("cuda"):
+            return GPU_DEFAULT
+        return ("torch", "fp32") if precision == "fp16" else (backend, precision)
+    return backend, precision
+
+
+def _cpu_isa() -> str:
+    """The instruction set that ONNX Runtime's dynamic int8 quantisation is tuned for on this CPU."""
+    import platform
+
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm64"
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        flags = ""
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2"
+
+
+def exported_file(backend: str, precision: str) -> str | None:
+    """Where, inside a model folder, the exported model of `backend precision` lives (None for torch)."""
+    if backend == "onnx":
+        return "onnx/model.onnx" if precision == "fp32" else f"onnx/model_qint8_{_cpu_isa()}.onnx"
+    if backend == "openvino":  # bf16 runs the fp32 export with bf16 inference
+        return "openvino/openvino_model_qint8.xml" if precision == "int8" else "openvino/openvino_model.xml"
+    return None
+
+
+def models_home() -> Path:
+    """Where exports of models whose own folder cannot take them (hub downloads, read-only folders) go."""
+    return Path(os.environ.get("LEGALSEARCH_MODELS", Path.home() / ".cache" / "legalsearch" / "models"))
+
+
+def _export_folder(folder: Path, key: str, own: bool) -> Path:
+    """`folder` itself when it is the user's and writable (exports sit beside the model); else (a hub download,
+    a read-only folder) a mirror of it under `models_home()` whose files link to the originals."""
+    installed = {"site-packages", "dist-packages"} & set(folder.resolve().parts)  # never write into a package
+    if own and not installed and os.access(folder, os.W_OK):
+        return folder
+    mirror = models_home() / re.sub(r"[^A-Za-z0-9_.-]+", "--", key).strip("-")
+    mirror.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        link = mirror / entry.name
+        if entry.name not in EXPORT_FOLDERS and not link.exists():
+            link.symlink_to(entry.resolve())
+    return mirror
+
+
+def _ensure_exported(folder: Path, backend: str, precision: str, notify: Callable[[str], None] | None) -> str:
+    """Export (and quantise) the model in `folder` for `backend precision` unless already there; return the
+    file's path inside `folder`. Written to a temporary folder and moved into place, so an interrupted export
+    leaves nothing half-written, and an existing export is never redone."""
+    import shutil
+    import tempfile
+
+    from sentence_transformers import SentenceTransformer
+
+    relative = exported_file(backend, precision)
+    assert relative is not None
+    if (folder / relative).exists():
+        return relative
+    if backend == "openvino" and precision == "bf16":
+        return _ensure_exported(folder, backend, "fp32", notify)
+    base = _ensure_exported(folder, backend, "fp32", notify) if precision == "int8" and backend == "onnx" else None
+    if notify is not None:
+        notify(f"exporting the model to {backend} {precision} once; cached as {folder / relative}")
+    import logging
+
+    for name in ("sentence_transformers.backend.utils", "nncf"):  # we do save; NNCF prints a table per export
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=folder) as scratch:
+        if base is not None:
+            from sentence_transformers.backend import export_dynamic_quantized_onnx_model
+
+            model = SentenceTransformer(str(folder), backend="onnx", device="cpu", model_kwargs={"file_name": base})
+            export_dynamic_quantized_onnx_model(model, _cpu_isa(), scratch)
+        else:
+            kwargs: dict = {"export": True}
+            if precision == "int8":  # openvino: int8 weights (NNCF weight compression), no calibration data
+                kwargs["quantization_config"] = {"bits": 8, "weight_only": True}
+            model = SentenceTransformer(str(folder), backend=backend, device="cpu", model_kwargs=kwargs)
+            model.transformers_model.save_pretrained(scratch)
+            if backend == "openvino" and precision == "int8":
+                produced = Path(scratch, "openvino")
+                for suffix in (".bin", ".xml"):
+                    (produced / f"openvino_model{suffix}").rename(produced / f"openvino_model_qint8{suffix}")
+        produced = Path(scratch, relative).parent
+        target = (folder / relative).parent
+        target.mkdir(exist_ok=True)
+        main = Path(relative).name
+        for file in sorted(produced.iterdir(), key=lambda p: p.name == main):  # the file we look for goes last
+            if (file.is_file() and not (target / file.name).exists()) or file.name == main:
+                shutil.move(str(file), target / file.name)
+    return relative
+
+
 def load_encoder(
-    model_id: str | None = None, device: str | None = None, notify: Callable[[str], None] | None = None
+    model_id: str | None = None,
+    device: str | None = None,
+    notify: Callable[[str], None] | None = None,
+    *,
+    backend: str | None = None,
+    precision: str | None = None,
+    match: dict | None = None,
 ) -> Encoder:
     """Load a sentence-transformers model from a local folder or the Hugging Face hub.
 
-    `device` None picks CUDA (in fp16) when available, else the CPU. A hub model that is not cached is downloaded
-    after `notify` says what and how big. Errors name what was tried and how to point at a local copy.
+    `device` None picks CUDA when available, else the CPU. `backend` (torch, onnx, openvino) and `precision`
+    (fp32, fp16, bf16, int8) default to the device's best (`CPU_DEFAULT`, `GPU_DEFAULT`); an onnx or openvino
+    model is exported (and quantised) once and cached beside the model. A hub model that is not cached is
+    downloaded after `notify` says what and how big. Errors name what was tried and how to point at a local copy.
+    `match`, the model record of an index, makes its runtime the default when neither is asked for.
     """
     model_id = model_id or default_model()
     try:
@@ -181,6 +387,9 @@ def load_encoder(
     transformers.utils.logging.disable_progress_bar()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if match is not None and backend is None and precision is None:  # the runtime of the index to match
+        backend, precision = query_runtime(match, device)
+    backend, precision = resolve_runtime(backend, precision, device)
     local = Path(model_id).expanduser()
     is_local = local.exists()
     looks_like_path = model_id.startswith((".", "/", "~")) or model_id.count("/") > 1 or "\\" in model_id
@@ -190,20 +399,58 @@ def load_encoder(
         raise ModelError(f"model folder {local} holds no sentence-transformers model (no modules.json or config.json)")
     if not is_local:
         _ensure_downloadable(model_id, notify)
+    where = f"local folder {local}" if is_local else f"Hugging Face hub id {model_id!r}"
+    variant = None
+    if backend != "torch":
+        _check_backend_installed(backend)
     try:
-        model = SentenceTransformer(str(local) if is_local else model_id, device=device)
+        if backend == "torch":
+            model = SentenceTransformer(str(local) if is_local else model_id, device=device)
+            if precision != "fp32":  # weights cast once; every forward pass then runs in half precision
+                model.to({"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
+            revision = _local_revision(local) if is_local else _hub_revision(model)
+        else:
+            if is_local:
+                folder, revision = _export_folder(local, str(local.resolve()), own=True), _local_revision(local)
+            else:
+                from huggingface_hub import snapshot_download
+
+                snapshot = Path(snapshot_download(model_id))
+                revision = snapshot.name  # the commit
+                folder = _export_folder(snapshot, f"{model_id}@{revision}", own=False)
+            variant = _ensure_exported(folder, backend, precision, notify)
+            kwargs = {"file_name": variant}
+            if backend == "openvino":  # OpenVINO runs "fp32" models in bf16 on CPUs that have it, unless told
+                hint = {"fp32": "f32", "bf16": "bf16"}.get(precision)
+                kwargs["ov_config"] = {"INFERENCE_PRECISION_HINT": hint} if hint else {}
+            model = SentenceTransformer(str(folder), device=device, backend=backend, model_kwargs=kwargs)
+    except ModelError:
+        raise
     except Exception as exc:
-        where = f"local folder {local}" if is_local else f"Hugging Face hub id {model_id!r}"
         hint = (
             "it is not a sentence-transformers model folder"
             if is_local
             else "download failed or the files are not a sentence-transformers model; retry, or pass --model DIR"
         )
+        if backend != "torch":
+            hint = f"it could not be exported to or run with {backend} {precision}; try --backend torch"
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model from {where}: {hint} [{reason}]") from None
-    precision = "fp32"
-    if str(model.device).startswith("cuda"):
-        model.half()
-        precision = "fp16"
-    revision = _local_revision(local) if is_local else _hub_revision(model)
-    return Encoder(model, str(local.resolve()) if is_local else model_id, revision, precision)
+    resolved_id = str(local.resolve()) if is_local else model_id
+    return Encoder(model, resolved_id, revision, precision, backend, variant)
+
+
+def _check_backend_installed(backend: str) -> None:
+    import importlib.util
+
+    needs = {"onnx": ("onnxruntime", "optimum.onnxruntime"), "openvino": ("openvino", "optimum.intel")}[backend]
+    for name in needs:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            raise ModelError(
+                f"backend {backend} needs {needs[0]} and optimum, which are not installed: "
+                f"pip install 'legalsearch[{backend}]' (or use --backend torch)"
+            )

@@ -16,7 +16,7 @@ import numpy as np
 from . import sources as sources_module
 from .chunking import DEFAULT_MAX_TOKENS, chunk_law
 from .documents import Law
-from .embedding import DEFAULT_MODEL, Encoder, dims_for, load_encoder
+from .embedding import DEFAULT_MODEL, Encoder, check_runtime, dims_for, load_encoder
 from .errors import LegalSearchError, ModelError
 from .store import FAISS_KINDS, QUANTIZATIONS, IndexContents, StoredLaw, load_contents, sha256_file, write_index
 
@@ -114,6 +114,8 @@ def _model_record(encoder: Encoder) -> dict:
         "dim": info.dim,
         "max_seq_length": info.max_seq_length,
         "precision": info.precision,
+        "backend": info.backend,
+        "variant": info.variant,
     }
 
 
@@ -136,17 +138,25 @@ def build(
     max_tokens: int | None = None,
     batch_size: int = 16,
     device: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
     as_of: str | None = None,
     fetcher: Callable[[str], Path] | None = None,
     replace: bool = False,
     progress: Progress | None = None,
     encoder: Encoder | None = None,
     notify: Callable[[str], None] | None = None,
+    distributed: str | None = None,
+    ray_address: str | None = None,
+    workers: int = 2,
+    gpus_per_worker: float = 0,
 ) -> IndexReport:
     """Index `arguments` (files, folders, BOE ids, id lists) into `index`, adding to or updating what it holds.
 
     With `replace`, laws not among the sources are dropped. Sources that fail are reported in `errors`; the
     others are indexed. Nothing is written when nothing changed, and a failure leaves the old index intact.
+    `distributed="ray"` embeds on a Ray cluster (`ray_address`, else a local instance) with `workers` actors of
+    `gpus_per_worker` GPUs each; see `legalsearch.distributed`.
     """
     started = time.perf_counter()
     index = Path(index)
@@ -154,6 +164,8 @@ def build(
     tick = progress or (lambda stage, done, total: None)
     if faiss_kind is not None and faiss_kind not in FAISS_KINDS:
         raise LegalSearchError(f"unknown FAISS index kind {faiss_kind!r}; choose one of {', '.join(FAISS_KINDS)}")
+    if distributed not in (None, "ray"):
+        raise LegalSearchError(f"unknown --distributed {distributed!r}; the one engine supported is ray")
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise LegalSearchError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
 
@@ -251,9 +263,19 @@ def build(
         raise NothingToIndex(report.errors)
 
     # 3. Chunk and embed what is new.
-    encoder = encoder or load_encoder(model_id, device, notify)
+    match = existing.model if existing is not None else None
+    if encoder is None and distributed == "ray":
+        from .distributed import ray_encoder
+
+        encoder = ray_encoder(
+            model_id or DEFAULT_MODEL, index, address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+            backend=backend, precision=precision, match=match, notify=notify,
+        )  # fmt: skip
+    encoder = encoder or load_encoder(model_id, device, notify, backend=backend, precision=precision, match=match)
     if existing is not None and not same_model(existing.model, encoder.info.model_id):
         raise ModelError(f"{index} was built with model {existing.model['id']}, not {encoder.info.model_id}")
+    if existing is not None:
+        check_runtime(existing.model, encoder.info, index)
     if existing is not None and existing.model.get("revision") != encoder.info.revision:
         raise ModelError(
             f"{index} was built with revision {existing.model.get('revision')} of {existing.model['id']}, "
@@ -331,6 +353,8 @@ def build(
 
     tick("write", 0, steps)
     manifest = write_index(index, contents, on_step)
+    if hasattr(encoder, "discard"):  # distributed: the shards' vectors are in the index now
+        encoder.discard()
     report.laws = manifest["counts"]["laws"]
     report.articles = manifest["counts"]["articles"]
     report.chunks = manifest["counts"]["chunks"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from .citations import find_citation
 from .documents import ARTICLE_KINDS
-from .embedding import Encoder, load_encoder, matryoshka
+from .embedding import Encoder, check_runtime, load_encoder, matryoshka
 from .errors import IndexFormatError, ModelError, QueryError
 from .indexing import same_model
 from .sources.structure import fold
@@ -106,11 +106,20 @@ class LegalSearch:
     'Art. 12 · Constitución Española (BOE-A-1978-31229)'
     """
 
-    def __init__(self, path: Path, manifest: dict, encoder: Encoder | None = None, device: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict,
+        encoder: Encoder | None = None,
+        device: str | None = None,
+        backend: str | None = None,
+        precision: str | None = None,
+    ) -> None:
         self.path = path
         self.manifest = manifest
         self._encoder = encoder
         self._device = device
+        self._runtime = (backend, precision)
         self._faiss: dict[int, object] = {}
         self._chunk_article: np.ndarray | None = None
         self._vectors: np.ndarray | None = None
@@ -121,9 +130,17 @@ class LegalSearch:
 
     @classmethod
     def open(
-        cls, path: str | Path, model: str | None = None, device: str | None = None, encoder: Encoder | None = None
+        cls,
+        path: str | Path,
+        model: str | None = None,
+        device: str | None = None,
+        encoder: Encoder | None = None,
+        backend: str | None = None,
+        precision: str | None = None,
     ) -> LegalSearch:
-        """Open the index at `path`. `model`, when given, must be the one the index was built with."""
+        """Open the index at `path`. `model`, when given, must be the one the index was built with. Queries are
+        embedded with the index's own runtime (its float precision in fp32 on a CPU) unless `backend` and
+        `precision` ask for another that gives compatible vectors."""
         path = Path(path)
         manifest = read_manifest(path)
         recorded = manifest["model"]
@@ -133,7 +150,9 @@ class LegalSearch:
                 f"{path} was built with model {recorded['id']}; it cannot be queried with {wanted} "
                 "(vectors of different models are not comparable): drop --model or rebuild the index"
             )
-        return cls(path, manifest, encoder, device)
+        if encoder is not None:
+            check_runtime(recorded, encoder.info, path)
+        return cls(path, manifest, encoder, device, backend, precision)
 
     # --- properties -----------------------------------------------------------------------------------
     @property
@@ -148,13 +167,19 @@ class LegalSearch:
     def encoder(self) -> Encoder:
         with self._lock:
             if self._encoder is None:
-                self._encoder = load_encoder(self.manifest["model"]["id"], self._device)
-                revision = self.manifest["model"].get("revision")
-                if revision and self._encoder.info.revision and revision != self._encoder.info.revision:
+                recorded = self.manifest["model"]
+                backend, precision = self._runtime
+                encoder = load_encoder(
+                    recorded["id"], self._device, backend=backend, precision=precision, match=recorded
+                )
+                check_runtime(recorded, encoder.info, self.path)
+                revision = recorded.get("revision")
+                if revision and encoder.info.revision and revision != encoder.info.revision:
                     raise ModelError(
-                        f"{self.path} was built with revision {revision} of {self.manifest['model']['id']}, "
-                        f"but {self._encoder.info.revision} is installed; rebuild the index"
+                        f"{self.path} was built with revision {revision} of {recorded['id']}, "
+                        f"but {encoder.info.revision} is installed; rebuild the index"
                     )
+                self._encoder = encoder
             return self._encoder
 
     def _db(self):
