@@ -174,7 +174,7 @@ class RayEncoder:
                     "batch_size": batch_size,
                 },
                 batch_size=batch_size * 4,
-                concurrency=self.workers,
+                compute=ray.data.ActorPoolStrategy(size=self.workers),
                 num_gpus=self.gpus or None,
                 num_cpus=None if self.gpus else 1,
             )  # fmt: skip  (Ray Data restarts a dead actor and retries its batches: max_restarts=-1 by default)
