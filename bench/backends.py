@@ -57,20 +57,24 @@ def dev_pool(count_tokens, budget: int, size: int) -> tuple[list[str], list[str]
 
 
 def load(model: Path, runtime: str):
+    """(encoder, seconds to load or export it), or None, said on stderr, when this runtime cannot run here."""
     backend, precision = runtime.split(":")
-    with Timer() as load_time:
-        encoder = load_encoder(str(model), "cpu", backend=backend, precision=precision)
+    try:
+        with Timer() as load_time:
+            encoder = load_encoder(str(model), "cpu", backend=backend, precision=precision)
+    except Exception as exc:
+        print(f"  {runtime}: not run ({str(exc).splitlines()[0][:150]})", file=sys.stderr)
+        return None
     return encoder, load_time.seconds
 
 
 def speed(model: Path, runtimes: list[str], passages: list[str], batch: int) -> list[dict]:
     rows = []
     for runtime in runtimes:
-        try:
-            encoder, export_seconds = load(model, runtime)
-        except Exception as exc:
-            print(f"  {runtime}: not run ({str(exc).splitlines()[0][:150]})", file=sys.stderr)
+        loaded = load(model, runtime)
+        if loaded is None:
             continue
+        encoder, export_seconds = loaded
         encoder.encode(passages[:batch], batch_size=batch)  # warm-up
         with Timer() as t:
             encoder.encode(passages, batch_size=batch)
@@ -84,16 +88,15 @@ def speed(model: Path, runtimes: list[str], passages: list[str], batch: int) -> 
 
 
 def agreement(model: Path, runtimes: list[str], pool_size: int, budget: int, batch: int) -> list[dict]:
-    reference, _ = load(model, "torch:fp32")
+    reference, _ = load(model, "torch:fp32") or sys.exit("torch fp32, the reference, cannot run")
     texts, keys, questions, relevant = dev_pool(reference.count_tokens, budget, pool_size)
     print(f"  pool: {len(texts)} chunks of the dev laws, {len(questions)} questions", file=sys.stderr)
     rows, ref = [], None
     for runtime in runtimes:
-        try:
-            encoder, _ = load(model, runtime)
-        except Exception as exc:
-            print(f"  {runtime}: not run ({str(exc).splitlines()[0][:150]})", file=sys.stderr)
+        loaded = load(model, runtime)
+        if loaded is None:
             continue
+        encoder = loaded[0]
         with Timer() as t:
             docs = encoder.encode(texts, batch_size=batch)
         queries = encoder.encode(questions, batch_size=batch)

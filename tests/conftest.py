@@ -102,6 +102,18 @@ def build_tiny_model(folder: Path) -> Path:
     return build_random_xlmr(folder, TRAINING_TEXT, "tiny")
 
 
+@pytest.fixture
+def laws_dir(tmp_path: Path) -> Path:
+    """A folder with two small laws as text files (LAW_A and LAW_B of test_index_search.py)."""
+    from .test_index_search import LAW_A, LAW_B
+
+    folder = tmp_path / "laws"
+    folder.mkdir()
+    (folder / "BOE-A-2099-1.txt").write_text(LAW_A, encoding="utf-8")
+    (folder / "BOE-A-2099-2.txt").write_text(LAW_B, encoding="utf-8")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models"))

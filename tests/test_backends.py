@@ -20,8 +20,6 @@ from legalsearch.embedding import CPU_DEFAULT, GPU_DEFAULT, load_encoder, resolv
 from legalsearch.errors import ModelError
 from legalsearch.search import LegalSearch
 
-from .test_index_search import LAW_A, LAW_B
-
 runner = CliRunner()
 needs_onnx = pytest.mark.skipif(
     importlib.util.find_spec("onnxruntime") is None, reason="pip install 'legalsearch[onnx]'"
@@ -39,12 +37,8 @@ def model(tmp_path: Path, tiny_model: Path) -> Path:
 
 
 @pytest.fixture
-def laws(tmp_path: Path) -> Path:
-    folder = tmp_path / "laws"
-    folder.mkdir()
-    (folder / "BOE-A-2099-1.txt").write_text(LAW_A, encoding="utf-8")
-    (folder / "BOE-A-2099-2.txt").write_text(LAW_B, encoding="utf-8")
-    return folder
+def laws(laws_dir: Path) -> Path:
+    return laws_dir
 
 
 def test_runtime_defaults_and_invalid_combinations() -> None:
@@ -189,7 +183,12 @@ def test_float_runtimes_share_an_index(model: Path, laws: Path, tmp_path: Path) 
         other = LegalSearch.open(index, backend=backend, precision="fp32")
         hits = other.search("fianza en metálico", k=3, mode="dense")
         assert other.encoder.info.runtime == f"{backend} fp32"
-        assert [(h.boe_id, h.article_id) for h in hits] == [(h.boe_id, h.article_id) for h in own_hits]
         assert [h.score for h in hits] == pytest.approx([h.score for h in own_hits], abs=2e-2)
+        # the same articles, up to the order of those whose scores bf16 rounding can swap
+        apart = [all(abs(h.score - o.score) > 2e-2 for o in own_hits if o is not h) for h in own_hits]
+        clear = [i for i, alone in enumerate(apart) if alone]
+        assert [(hits[i].boe_id, hits[i].article_id) for i in clear] == [
+            (own_hits[i].boe_id, own_hits[i].article_id) for i in clear
+        ]
     result = runner.invoke(app, ["info", "--index", str(index)])
     assert "embedded with openvino bf16 (openvino/openvino_model.xml)" in result.stdout

@@ -63,15 +63,6 @@ def encoder(tiny_model):
     return load_encoder(str(tiny_model))
 
 
-@pytest.fixture
-def laws_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "laws"
-    folder.mkdir()
-    (folder / "BOE-A-2099-1.txt").write_text(LAW_A, encoding="utf-8")
-    (folder / "BOE-A-2099-2.txt").write_text(LAW_B, encoding="utf-8")
-    return folder
-
-
 def test_long_articles_split_at_apartados_with_a_context_header(encoder) -> None:
     law = parse_bytes(long_article_law().encode(), "BOE-A-2099-3.txt")
     chunks = chunk_law(law, encoder.count_tokens, max_tokens=300)
