@@ -106,6 +106,7 @@ def create_app(search: LegalSearch) -> FastAPI:
             "version": __version__,
             "index": str(search.path),
             "model": manifest["model"]["id"],
+            "runtime": f"{manifest['model'].get('backend', 'torch')} {manifest['model'].get('precision', 'fp32')}",
             "dims": manifest["dims"],
             "default_mode": search.default_mode,
             "counts": manifest["counts"],

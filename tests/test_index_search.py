@@ -311,9 +311,12 @@ def test_ctrl_c_during_a_cli_build_is_one_line_and_keeps_the_index(laws_dir: Pat
     before = {p: p.read_bytes() for p in index.rglob("*") if p.is_file()}
     script = (
         "import sys, time, signal, os; from legalsearch import store, cli\n"
+        # a terminal's state: SIGINT handled by Python and not blocked, whatever the test runner passed down
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])\n"
         "real = store.build_faiss\n"
-        # raise_signal: delivered to this (the main) thread; os.kill may land on a runtime's worker thread
-        "def slow(*a, **k):\n    signal.raise_signal(signal.SIGINT); time.sleep(5); return real(*a, **k)\n"
+        "def slow(*a, **k):\n"
+        "    signal.raise_signal(signal.SIGINT); time.sleep(5); return real(*a, **k)\n"
         "store.build_faiss = slow\n"
         "sys.argv = ['legalsearch', 'index', sys.argv[1]]\ncli.main()\n"
     )
@@ -321,7 +324,7 @@ def test_ctrl_c_during_a_cli_build_is_one_line_and_keeps_the_index(laws_dir: Pat
         [sys.executable, "-c", script, str(laws_dir / "BOE-A-2099-2.txt")], env=env, cwd=tmp_path,
         capture_output=True, text=True,
     )  # fmt: skip
-    assert result.returncode == 130, result.stderr
+    assert result.returncode == 130, result.stderr + result.stdout
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: interrupted: {index} was not changed (an index is renamed into place only when complete)"
     )

@@ -3,6 +3,7 @@ LlamaIndex retrievers with the real libraries."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -82,6 +83,8 @@ def test_laws_articles_health_and_docs(api) -> None:
     assert article["url"] == "https://www.boe.es/buscar/act.php?id=BOE-A-2099-1#a2"
     health = api.get("/health").json()
     assert health["status"] == "ok" and health["counts"]["laws"] == 2
+    recorded = json.loads((Path(health["index"]) / "manifest.json").read_text())["model"]
+    assert health["runtime"] == f"{recorded['backend']} {recorded['precision']}"
     assert "/search" in api.get("/openapi.json").json()["paths"]
     assert api.get("/docs").status_code == 200
 
