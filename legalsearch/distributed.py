@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -139,15 +140,17 @@ class RayEncoder:
         for digest, text in zip(hashes, texts, strict=True):
             if digest not in done:
                 todo.setdefault(digest, text)
-        if progress is not None and len(texts) - len(todo):
-            progress(sum(1 for d in hashes if d in done))
+        counts = Counter(hashes)  # texts that occur twice are embedded once and count twice
+        already = sum(n for digest, n in counts.items() if digest in done)
+        if progress is not None and already:
+            progress(already)
         if done and self.notify is not None:
             self.notify(f"resuming: {len(done)} vectors already in {self.shards}; {len(todo)} left to embed")
         if todo:
-            self._run(todo, batch_size, done, progress, hashes)
+            self._run(todo, batch_size, done, progress, counts)
         return np.stack([done[d] for d in hashes]) if hashes else np.zeros((0, self.dim), dtype=np.float32)
 
-    def _run(self, todo: dict[str, str], batch_size, done, progress, hashes: list[str]) -> None:
+    def _run(self, todo: dict[str, str], batch_size, done, progress, counts: Counter) -> None:
         ray = _require_ray()
         started_here = not ray.is_initialized()
         if started_here:
@@ -185,7 +188,7 @@ class RayEncoder:
                 for digest, vector in zip(got, vectors, strict=True):
                     done[digest] = vector
                 if progress is not None:
-                    progress(sum(1 for d in hashes if d in set(got)))
+                    progress(sum(counts[digest] for digest in got))
         finally:
             if started_here:
                 ray.shutdown()
