@@ -18,7 +18,7 @@ from rich.table import Table
 
 from . import indexing, sources
 from .documents import Law
-from .embedding import default_model
+from .embedding import default_model, recorded_runtime
 from .errors import LegalSearchError
 from .search import Filters, LegalSearch
 from .sources.fetch import BOEClient, default_cache
@@ -357,7 +357,7 @@ def info(
         out.print(f"[bold]{search.path}[/bold] (format {manifest['format_version']}, "
                   f"legalsearch {manifest['legalsearch_version']})")  # fmt: skip
         revision = model.get("revision") or "unknown"
-        runtime = f"{model.get('backend', 'torch')} {model.get('precision', 'fp32')}"
+        runtime = " ".join(recorded_runtime(model))
         if model.get("variant"):
             runtime += f" ({model['variant']})"
         out.print(f"model      {model['id']} (revision {revision}), {model['dim']} dims, "

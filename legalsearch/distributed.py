@@ -75,22 +75,18 @@ class RayEncoder:
         self.gpus = gpus_per_worker
         self.device = "cuda" if gpus_per_worker > 0 else "cpu"
         self.backend, self.precision = resolve_runtime(backend, precision, self.device)
-        self.info = replace(local.info, device=f"ray:{self.device}", backend=self.backend, precision=self.precision)
-        if self.backend != "torch":
-            self.info.variant = None  # the workers' export; recorded as the runtime, checked per worker
+        # the workers' runtime; an onnx/openvino export is each worker's own, so no file is recorded
+        self.info = replace(
+            local.info, device=f"ray:{self.device}", backend=self.backend, precision=self.precision, variant=None
+        )
         key = f"{local.info.model_id}|{local.info.revision}|{self.backend}|{self.precision}"
         self.shards = shards / hashlib.sha256(key.encode()).hexdigest()[:16]
         self.address = address
         self.notify = notify
-        self.model = local.model
 
     @property
     def dim(self) -> int:
         return self.local.dim
-
-    @property
-    def tokenizer(self):
-        return self.local.tokenizer
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.local.count_tokens(texts)

@@ -14,8 +14,11 @@ index; an int8 model is its own quantisation, so an index embedded with one is q
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -230,16 +233,22 @@ def resolve_runtime(backend: str | None, precision: str | None, device: str) -> 
     return backend, precision
 
 
+def recorded_runtime(recorded: dict) -> tuple[str, str]:
+    """The backend and precision an index's model record says its vectors came from (torch fp32 for indexes
+    written before runtimes were recorded)."""
+    return recorded.get("backend", "torch"), recorded.get("precision", "fp32")
+
+
 def runtime_compatible(recorded: dict, backend: str, precision: str, variant: str | None = None) -> bool:
     """Whether vectors made by `backend precision` can be mixed with those of an index recorded as `recorded`.
 
     Float precisions of the same weights agree to rounding, whatever runs them; an int8 model is its own
     quantisation of them, so only the same int8 export matches it.
     """
-    theirs = (recorded.get("backend", "torch"), recorded.get("precision", "fp32"), recorded.get("variant"))
+    theirs = recorded_runtime(recorded)
     if theirs[1] in FLOAT_PRECISIONS and precision in FLOAT_PRECISIONS:
         return True
-    return theirs[:2] == (backend, precision) and (variant is None or theirs[2] in (None, variant))
+    return theirs == (backend, precision) and (variant is None or recorded.get("variant") in (None, variant))
 
 
 def check_runtime(recorded: dict, info: EncoderInfo, where: object) -> None:
@@ -247,17 +256,17 @@ def check_runtime(recorded: dict, info: EncoderInfo, where: object) -> None:
     `runtime_compatible`), naming the runtime that can."""
     if runtime_compatible(recorded, info.backend, info.precision, info.variant):
         return
-    theirs = f"{recorded.get('backend', 'torch')} {recorded.get('precision', 'fp32')}"
+    backend, precision = recorded_runtime(recorded)
     raise ModelError(
-        f"{where} was embedded with {theirs}; it cannot be mixed with or queried by {info.runtime} vectors "
-        f"(an int8 model is its own quantisation of the weights): use --backend {recorded.get('backend', 'torch')} "
-        f"--precision {recorded.get('precision', 'fp32')}, or rebuild into another --index"
+        f"{where} was embedded with {backend} {precision}; it cannot be mixed with or queried by {info.runtime} "
+        f"vectors (an int8 model is its own quantisation of the weights): use --backend {backend} "
+        f"--precision {precision}, or rebuild into another --index"
     )
 
 
 def query_runtime(recorded: dict, device: str) -> tuple[str, str]:
     """The backend and precision to embed queries of an index recorded as `recorded`, on `device`."""
-    backend, precision = recorded.get("backend", "torch"), recorded.get("precision", "fp32")
+    backend, precision = recorded_runtime(recorded)
     if precision in FLOAT_PRECISIONS:  # any float runtime matches: the index's own where the device runs it
         if device.startswith("cuda"):
             return GPU_DEFAULT
@@ -315,9 +324,6 @@ def _ensure_exported(folder: Path, backend: str, precision: str, notify: Callabl
     """Export (and quantise) the model in `folder` for `backend precision` unless already there; return the
     file's path inside `folder`. Written to a temporary folder and moved into place, so an interrupted export
     leaves nothing half-written, and an existing export is never redone."""
-    import shutil
-    import tempfile
-
     from sentence_transformers import SentenceTransformer
 
     relative = exported_file(backend, precision)
@@ -329,8 +335,6 @@ def _ensure_exported(folder: Path, backend: str, precision: str, notify: Callabl
     base = _ensure_exported(folder, backend, "fp32", notify) if precision == "int8" and backend == "onnx" else None
     if notify is not None:
         notify(f"exporting the model to {backend} {precision} once; cached as {folder / relative}")
-    import logging
-
     for name in ("sentence_transformers.backend.utils", "nncf"):  # we do save; NNCF prints a table per export
         logging.getLogger(name).setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=folder) as scratch:

@@ -139,8 +139,8 @@ class LegalSearch:
         precision: str | None = None,
     ) -> LegalSearch:
         """Open the index at `path`. `model`, when given, must be the one the index was built with. Queries are
-        embedded with the index's own runtime (its float precision in fp32 on a CPU) unless `backend` and
-        `precision` ask for another that gives compatible vectors."""
+        embedded with the index's own runtime (on a GPU, torch fp16 for a float index; on a CPU, torch fp32 for
+        an fp16 one) unless `backend` and `precision` ask for another that gives compatible vectors."""
         path = Path(path)
         manifest = read_manifest(path)
         recorded = manifest["model"]

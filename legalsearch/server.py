@@ -13,6 +13,7 @@ from fastapi import FastAPI, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from . import __version__
+from .embedding import recorded_runtime
 from .errors import LegalSearchError, QueryError
 from .search import MAX_QUERY_CHARS, Filters, LegalSearch
 
@@ -106,7 +107,7 @@ def create_app(search: LegalSearch) -> FastAPI:
             "version": __version__,
             "index": str(search.path),
             "model": manifest["model"]["id"],
-            "runtime": f"{manifest['model'].get('backend', 'torch')} {manifest['model'].get('precision', 'fp32')}",
+            "runtime": " ".join(recorded_runtime(manifest["model"])),
             "dims": manifest["dims"],
             "default_mode": search.default_mode,
             "counts": manifest["counts"],
