@@ -61,30 +61,40 @@ def split_sentences(paragraph: str) -> list[str]:
 
 
 def chunk_law(law: Law, count_tokens: TokenCounter, max_tokens: int = DEFAULT_MAX_TOKENS) -> list[Chunk]:
-    """The chunks of every unit of `law`, in order. `count_tokens` is the model tokenizer's length function."""
+    """The chunks of every unit of `law` (earlier wordings after the units in force), in order. `count_tokens`
+    is the model tokenizer's length function."""
     chunks: list[Chunk] = []
     for article in law.articles:
-        header = context_header(law, article)
-        body = article.text or article.heading
-        whole = f"{header}\n{body}"
-        [total] = count_tokens([whole])
-        if total <= max_tokens:
-            chunks.append(Chunk(f"{law.boe_id}#{article.article_id}#0", law.boe_id, article.article_id, 0, whole))
-            continue
-        [header_tokens] = count_tokens([header])
-        budget = max(32, max_tokens - header_tokens)
-        paragraphs = body.split("\n")
-        sizes = count_tokens(paragraphs)
-        # a paragraph longer than the budget is cut at sentence ends, never inside a sentence
-        if max(sizes) > budget:
-            expanded: list[str] = []
-            for paragraph, size in zip(paragraphs, sizes, strict=True):
-                expanded.extend(split_sentences(paragraph) if size > budget else [paragraph])
-            paragraphs = expanded
-            sizes = count_tokens(paragraphs)
-        for part, piece in enumerate(_pieces(paragraphs, sizes, budget)):
-            text = "\n".join([header, *(paragraphs[i] for i in piece)])
-            chunks.append(
-                Chunk(f"{law.boe_id}#{article.article_id}#{part}", law.boe_id, article.article_id, part, text)
-            )
+        chunks += _chunk_article(law, article, count_tokens, max_tokens, None)
+    for article in law.history:
+        chunks += _chunk_article(law, article, count_tokens, max_tokens, article.version_date)
     return chunks
+
+
+def _chunk_article(
+    law: Law, article: Article, count_tokens: TokenCounter, max_tokens: int, version: str | None
+) -> list[Chunk]:
+    key = f"{law.boe_id}#{article.article_id}" + (f"@{version}" if version else "")
+
+    def chunk(part: int, text: str) -> Chunk:
+        return Chunk(f"{key}#{part}", law.boe_id, article.article_id, part, text, version)
+
+    header = context_header(law, article)
+    body = article.text or article.heading
+    whole = f"{header}\n{body}"
+    [total] = count_tokens([whole])
+    if total <= max_tokens:
+        return [chunk(0, whole)]
+    [header_tokens] = count_tokens([header])
+    budget = max(32, max_tokens - header_tokens)
+    paragraphs = body.split("\n")
+    sizes = count_tokens(paragraphs)
+    # a paragraph longer than the budget is cut at sentence ends, never inside a sentence
+    if max(sizes) > budget:
+        expanded: list[str] = []
+        for paragraph, size in zip(paragraphs, sizes, strict=True):
+            expanded.extend(split_sentences(paragraph) if size > budget else [paragraph])
+        paragraphs = expanded
+        sizes = count_tokens(paragraphs)
+    pieces = _pieces(paragraphs, sizes, budget)
+    return [chunk(part, "\n".join([header, *(paragraphs[i] for i in piece)])) for part, piece in enumerate(pieces)]

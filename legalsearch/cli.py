@@ -78,7 +78,11 @@ KindOpt = Annotated[
 VigentesOpt = Annotated[bool, typer.Option("--vigentes", help="Leave out laws known to be repealed.")]
 AsOfFilterOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--as-of", help="Leave out units whose indexed wording came into force after this date."),
+    typer.Option(
+        "--as-of",
+        help="Search the law as it read on this date (YYYY-MM-DD): the wordings then in force where the index "
+        "holds them (index --history); units that came into force later are left out.",
+    ),
 ]
 ShortlistOpt = Annotated[
     Optional[int],  # noqa: UP045
@@ -87,6 +91,14 @@ ShortlistOpt = Annotated[
 AsOfOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--as-of", help="Use the wording in force on this date (YYYY-MM-DD), where the source has versions."),
+]
+HistoryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--history",
+        help="Also keep every earlier wording of each article, to search the law as of any date (ask --as-of); "
+        "BOE API XML carries them.",
+    ),
 ]
 
 
@@ -100,9 +112,9 @@ def report_errors(errors: list[LegalSearchError]) -> None:
         err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
 
 
-def load_laws(arguments: list[str], cache: Path | None, as_of: str | None) -> sources.LoadReport:
+def load_laws(arguments: list[str], cache: Path | None, as_of: str | None, history: bool = False) -> sources.LoadReport:
     client = BOEClient(cache=cache or default_cache())
-    return sources.load(arguments, as_of=as_of, fetcher=client.get)
+    return sources.load(arguments, as_of=as_of, history=history, fetcher=client.get)
 
 
 @app.command()
@@ -146,10 +158,11 @@ def parse(
     as_json: Annotated[bool, typer.Option("--json", help="Print the laws and their units as JSON.")] = False,
     cache: CacheOpt = None,
     as_of: AsOfOpt = None,
+    history: HistoryOpt = False,
     table: Annotated[bool, typer.Option(help="List every unit (id, heading, path, length).")] = True,
 ) -> None:
     """Show what would be indexed: per law, units by kind and the list of units."""
-    report = load_laws(source, cache, as_of)
+    report = load_laws(source, cache, as_of, history)
     if as_json:
         json.dump([law.to_dict() for law in report.laws], sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
@@ -158,6 +171,9 @@ def parse(
             counts = ", ".join(f"{kind}: {n}" for kind, n in law.counts().items())
             out.print(f"[bold]{law.boe_id}[/bold] {law.title} [dim]({law.source_format}, {law.origin})[/dim]")
             out.print(f"  {len(law.articles)} units — {counts}")
+            if history:
+                changed = len({a.article_id for a in law.history})
+                out.print(f"  {len(law.history)} earlier wordings of {changed} units")
             if table:
                 out.print(_law_table(law))
     report_errors(report.errors)
@@ -210,6 +226,7 @@ def index(
     replace: Annotated[bool, typer.Option(help="Drop laws of the index that are not among SOURCE.")] = False,
     cache: CacheOpt = None,
     as_of: AsOfOpt = None,
+    history: HistoryOpt = False,
     distributed: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--distributed", help="Embed on a cluster: ray (pip install 'legalsearch[ray]')."),
@@ -245,10 +262,9 @@ def index(
             report = indexing.build(
                 source, target, model=model or (None if (target / "manifest.json").exists() else default_model()),
                 dims=wanted_dims, faiss_kind=faiss_kind, quantize=quantize, max_tokens=max_tokens,
-                batch_size=batch_size,
-                device=device, backend=backend, precision=precision, as_of=as_of, fetcher=client.get,
-                replace=replace, progress=progress, distributed=distributed, ray_address=ray_address,
-                workers=workers, gpus_per_worker=gpus_per_worker,
+                batch_size=batch_size, device=device, backend=backend, precision=precision, as_of=as_of,
+                history=history, fetcher=client.get, replace=replace, progress=progress, distributed=distributed,
+                ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
                 notify=lambda message: err.print(f"[yellow]note:[/yellow] {escape(message)}", soft_wrap=True),
             )  # fmt: skip
         except LegalSearchError as exc:
@@ -262,8 +278,9 @@ def index(
     for line in report.duplicates:
         err.print(f"[yellow]note:[/yellow] {line}", soft_wrap=True)
     status = "up to date, nothing to embed" if report.up_to_date else f"{report.embedded} chunks embedded"
+    earlier = f" (and {report.earlier_wordings} earlier wordings)" if report.earlier_wordings else ""
     out.print(
-        f"{target}: {report.laws} laws, {report.articles} units, {report.chunks} chunks "
+        f"{target}: {report.laws} laws, {report.articles} units{earlier}, {report.chunks} chunks "
         f"({status}, {report.reused} reused); dims {', '.join(map(str, report.dims))}; "
         f"{report.seconds:.1f} s; {_human_bytes(report.bytes)}",
         soft_wrap=True,
@@ -333,6 +350,8 @@ def ask(
         if hit.path:
             out.print(f"   [dim]{' › '.join(hit.path)}[/dim]", soft_wrap=True)
         out.print(f"   {hit.heading}", soft_wrap=True)
+        if hit.version_until:
+            out.print(f"   [yellow]wording in force {hit.version_date} – {hit.version_until}[/yellow]", soft_wrap=True)
         snippet = " ".join(hit.matched_text.split("\n", 1)[-1].split())
         out.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", soft_wrap=True)
         out.print(f"   [blue]{hit.url}[/blue]", soft_wrap=True)
@@ -372,7 +391,8 @@ def info(
                   f"lexical {weights.get('lexical', 1)}), funnel {defaults.get('funnel_dim')} → full dim, shortlist "
                   f"{defaults.get('funnel_shortlist')}; storage {manifest['faiss'].get('quantize', 'none')}; "
                   f"lexical {lexical}", soft_wrap=True)  # fmt: skip
-        out.print(f"contents   {counts['laws']} laws, {counts['articles']} units, {counts['chunks']} chunks "
+        earlier = f" + {counts['earlier_wordings']} earlier wordings" if counts.get("earlier_wordings") else ""
+        out.print(f"contents   {counts['laws']} laws, {counts['articles']} units{earlier}, {counts['chunks']} chunks "
                   f"(chunk budget {manifest['chunking']['max_tokens']} tokens)")  # fmt: skip
         out.print(f"built      {manifest['created']}; updated {manifest['updated']}")
         out.print(f"corpus     {manifest['corpus_fingerprint'][:16]}")

@@ -23,9 +23,11 @@ LawStatus = Literal["vigente", "derogada", "desconocido"]
 BOE_URL = "https://www.boe.es/buscar/act.php?id={boe_id}"
 
 
-def article_url(boe_id: str, anchor: str) -> str:
-    """The BOE's citation link for one unit of a law: the consolidated page at the unit's anchor."""
-    return f"{BOE_URL.format(boe_id=boe_id)}#{anchor}"
+def article_url(boe_id: str, anchor: str, as_of: str | None = None) -> str:
+    """The BOE's citation link for one unit of a law: the consolidated page at the unit's anchor; with `as_of`
+    (ISO date), the page as it read that day (the BOE's own `&tn=1&p=AAAAMMDD` link to an earlier wording)."""
+    dated = f"&tn=1&p={as_of.replace('-', '')}" if as_of else ""
+    return f"{BOE_URL.format(boe_id=boe_id)}{dated}#{anchor}"
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Article:
     version_date: str | None = None  # ISO date the text shown came into force
     version_published: str | None = None  # ISO date of the BOE issue that published this wording
     version_norma: str | None = None  # BOE id of the law that gave this wording
+    version_until: str | None = None  # ISO date a later wording replaced this one; None: the wording in force
 
     @property
     def citation(self) -> str:
@@ -84,7 +87,13 @@ class Law:
     fecha_actualizacion: str | None = None  # the consolidation date of the text ("actualizado a")
     eli_url: str | None = None
     status: LawStatus = "desconocido"
-    articles: list[Article] = field(default_factory=list)
+    articles: list[Article] = field(default_factory=list)  # the units as in force (or as of the date read)
+    history: list[Article] = field(default_factory=list)  # earlier wordings of them, oldest first per unit
+
+    @property
+    def units(self) -> list[Article]:
+        """Every wording the law holds: the units in force, then the earlier wordings."""
+        return [*self.articles, *self.history]
 
     @property
     def url(self) -> str:
@@ -105,7 +114,7 @@ class Law:
 
     def metadata(self) -> dict:
         data = asdict(self)
-        del data["articles"]
+        del data["articles"], data["history"]
         return data
 
     def to_dict(self) -> dict:
@@ -113,6 +122,7 @@ class Law:
         data["url"] = self.url
         data["counts"] = self.counts()
         data["articles"] = [article.to_dict() for article in self.articles]
+        data["history"] = [article.to_dict() for article in self.history]
         return data
 
 
@@ -120,11 +130,12 @@ class Law:
 class Chunk:
     """What gets embedded: a whole article, or one piece of a long one, with a context header."""
 
-    chunk_id: str  # "<boe_id>#<article_id>#<part>"
+    chunk_id: str  # "<boe_id>#<article_id>#<part>"; an earlier wording: "<boe_id>#<article_id>@<date>#<part>"
     boe_id: str
     article_id: str
     part: int
     text: str  # header + body, exactly what the model encodes
+    version: str | None = None  # the `version_date` of the earlier wording it comes from; None: the one in force
 
     @property
     def content_hash(self) -> str:

@@ -18,7 +18,16 @@ from .chunking import DEFAULT_MAX_TOKENS, chunk_law
 from .documents import Law
 from .embedding import DEFAULT_MODEL, Encoder, check_runtime, dims_for, load_encoder
 from .errors import LegalSearchError, ModelError
-from .store import FAISS_KINDS, QUANTIZATIONS, IndexContents, StoredLaw, load_contents, sha256_file, write_index
+from .store import (
+    FAISS_KINDS,
+    FORMAT_VERSION,
+    QUANTIZATIONS,
+    IndexContents,
+    StoredLaw,
+    load_contents,
+    sha256_file,
+    write_index,
+)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 FORMAT_PREFERENCE = ("boe-api-xml", "boe-html", "pdf", "markdown", "boe-diario-xml", "text")
@@ -37,6 +46,7 @@ class IndexReport:
     index: Path
     laws: int = 0
     articles: int = 0
+    earlier_wordings: int = 0
     chunks: int = 0
     embedded: int = 0
     reused: int = 0
@@ -141,6 +151,7 @@ def build(
     backend: str | None = None,
     precision: str | None = None,
     as_of: str | None = None,
+    history: bool = False,
     fetcher: Callable[[str], Path] | None = None,
     replace: bool = False,
     progress: Progress | None = None,
@@ -153,7 +164,9 @@ def build(
 ) -> IndexReport:
     """Index `arguments` (files, folders, BOE ids, id lists) into `index`, adding to or updating what it holds.
 
-    With `replace`, laws not among the sources are dropped. Sources that fail are reported in `errors`; the
+    `as_of` indexes the wording in force that day; `history` also every earlier wording, each searchable as of
+    the dates it was in force (searches see the wording in force unless they ask for a date). With `replace`,
+    laws not among the sources are dropped. Sources that fail are reported in `errors`; the
     others are indexed. Nothing is written when nothing changed, and a failure leaves the old index intact.
     `distributed="ray"` embeds on a Ray cluster (`ray_address`, else a local instance) with `workers` actors of
     `gpus_per_worker` GPUs each; see `legalsearch.distributed`.
@@ -204,6 +217,7 @@ def build(
                 recorded
                 and recorded["sha256"] == digest
                 and recorded.get("as_of") == as_of  # the same bytes read as of another date are another text
+                and recorded.get("history", False) == history
                 and not tokens_changed
                 and all(b in stored_by_id for b in recorded["laws"])
             ):
@@ -211,9 +225,11 @@ def build(
                 source_records[source.label] = recorded
                 report.unchanged_sources += 1
                 continue
-            law = sources_module.parse_file(path, as_of)
+            law = sources_module.parse_file(path, as_of, history)
             new_laws.append((law, digest))
             source_records[source.label] = {"sha256": digest, "as_of": as_of, "laws": [law.boe_id]}
+            if history:
+                source_records[source.label]["history"] = True
             report.parsed_sources += 1
         except LegalSearchError as exc:
             report.errors.append(exc)
@@ -247,12 +263,14 @@ def build(
         or (faiss_kind is not None and faiss_kind != existing.faiss_kind)
         or (quantize is not None and quantize != existing.quantize)
         or not existing.has_lexical
+        or existing.format_version != FORMAT_VERSION
     )
     removed = existing is not None and len(kept) + len(chosen) < len(existing.laws)
     if existing is not None and not chosen and not dims_changed and not removed and not tokens_changed:
         report.up_to_date = True
         report.laws = len(existing.laws)
         report.articles = sum(len(s.law.articles) for s in existing.laws)
+        report.earlier_wordings = sum(len(s.law.history) for s in existing.laws)
         report.chunks = sum(len(s.chunks) for s in existing.laws)
         report.reused = report.chunks
         report.dims = existing.dims
@@ -357,6 +375,7 @@ def build(
         encoder.discard()
     report.laws = manifest["counts"]["laws"]
     report.articles = manifest["counts"]["articles"]
+    report.earlier_wordings = manifest["counts"]["earlier_wordings"]
     report.chunks = manifest["counts"]["chunks"]
     report.embedded = len(to_embed)
     report.reused = report.chunks - report.embedded

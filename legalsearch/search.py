@@ -40,8 +40,9 @@ class Filters:
     """Restrictions applied before the top-k cut. Empty tuples mean no restriction.
 
     `kinds` takes unit kinds (`articulo`, `disposicion_final` …) or the groups `articulos` / `disposiciones`;
-    `vigentes` leaves out laws known to be repealed; `as_of` leaves out units whose indexed wording came into
-    force after that date (ISO)."""
+    `vigentes` leaves out laws known to be repealed; `as_of` (ISO date) searches the wordings in force that day:
+    where the index holds earlier wordings (`index --history`), each unit as it read then; units whose wording
+    came into force later are left out. Without `as_of`, the wordings in force."""
 
     laws: tuple[str, ...] = ()
     rangos: tuple[str, ...] = ()
@@ -84,6 +85,8 @@ class Hit:
     matched_text: str  # the chunk that matched best (a part of `text` for long articles), header included
     chunk_part: int
     match: str = "dense"  # how it was found: a search mode, or "cita" when the query cites this article
+    version_date: str | None = None  # the wording shown came into force this day (sources with versions)
+    version_until: str | None = None  # … and was replaced this day; None: the wording in force
 
     @property
     def citation(self) -> str:
@@ -125,6 +128,7 @@ class LegalSearch:
         self._vectors: np.ndarray | None = None
         self._bm25 = None
         self._law_titles: dict[str, str] | None = None
+        self._allowed_cache: dict[Filters, np.ndarray] = {}
         self._lock = threading.RLock()
         self._local = threading.local()
 
@@ -267,7 +271,7 @@ class LegalSearch:
             raise QueryError(f"unknown mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
         dim = self._check_dim(k, dim)
         self._check_queries(queries)
-        allowed = self._allowed_rows(filters) if filters is not None and filters.active else None
+        allowed = self._allowed(filters)
         if allowed is not None and len(allowed) == 0:
             return [[] for _ in queries]
         if mode != "lexical" and vectors is None:
@@ -285,7 +289,7 @@ class LegalSearch:
     def search_vectors(self, vectors: np.ndarray, k: int = 5, dim: int | None = None) -> list[list[Hit]]:
         """Dense search with query vectors already embedded at full dim (benchmarks, batch evaluation)."""
         dim = self._check_dim(k, dim)
-        ranked = self._dense_articles(vectors, k, dim, None)
+        ranked = self._dense_articles(vectors, k, dim, self._allowed(None))
         return [[self._hit(r, score, a, row, "dense") for r, (a, score, row) in enumerate(arts, 1)] for arts in ranked]
 
     # --- candidates -----------------------------------------------------------------------------------
@@ -294,7 +298,7 @@ class LegalSearch:
         with self._lock:
             if self._chunk_article is None:
                 rows = self._db().execute(
-                    "SELECT a.id FROM chunks c JOIN articles a USING (boe_id, article_id) ORDER BY c.row"
+                    "SELECT a.id FROM chunks c JOIN articles a USING (boe_id, article_id, wording) ORDER BY c.row"
                 )
                 self._chunk_article = np.fromiter((r[0] for r in rows), dtype=np.int64)
             return self._chunk_article
@@ -434,6 +438,27 @@ class LegalSearch:
         return fused
 
     # --- filters and citations ------------------------------------------------------------------------
+    @property
+    def has_history(self) -> bool:
+        """Whether the index holds earlier wordings of its units (built with `--history`)."""
+        return bool(self.manifest["counts"].get("earlier_wordings"))
+
+    def _allowed(self, filters: Filters | None) -> np.ndarray | None:
+        """The chunk rows a search may return (ascending), or None for all. An index with earlier wordings
+        always restricts: to the wordings in force, or to those in force on the filters' date."""
+        filters = filters or Filters()
+        if not filters.active and not self.has_history:
+            return None
+        with self._lock:
+            allowed = self._allowed_cache.get(filters)
+        if allowed is None:
+            allowed = self._allowed_rows(filters)
+            with self._lock:
+                if len(self._allowed_cache) >= 64:
+                    self._allowed_cache.clear()
+                self._allowed_cache[filters] = allowed
+        return allowed
+
     def _allowed_rows(self, filters: Filters) -> np.ndarray:
         db = self._db()
         where, args = [], []
@@ -464,10 +489,14 @@ class LegalSearch:
         if filters.as_of:
             if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", filters.as_of):
                 raise QueryError(f"as_of {filters.as_of!r}: give a date as YYYY-MM-DD")
-            where.append("(a.version_date IS NULL OR a.version_date <= ?)")
-            args.append(filters.as_of)
+            where.append(
+                "(a.version_date IS NULL OR a.version_date <= ?) AND (a.version_until IS NULL OR ? < a.version_until)"
+            )
+            args += [filters.as_of, filters.as_of]
+        else:
+            where.append("a.wording = ''")
         rows = db.execute(
-            "SELECT c.row FROM chunks c JOIN articles a USING (boe_id, article_id) JOIN laws l USING (boe_id) "
+            "SELECT c.row FROM chunks c JOIN articles a USING (boe_id, article_id, wording) JOIN laws l USING (boe_id) "
             f"WHERE {' AND '.join(where) or '1'} ORDER BY c.row",
             args,
         )
@@ -484,26 +513,24 @@ class LegalSearch:
         citation = find_citation(query, self._titles())
         if citation is None:
             return None
-        row = (
-            self._db()
-            .execute(
-                "SELECT a.id, MIN(c.row) FROM articles a JOIN chunks c USING (boe_id, article_id) "
-                "WHERE a.boe_id = ? AND a.article_id = ?",
-                (citation.boe_id, citation.article_id),
-            )
-            .fetchone()
+        rows = self._db().execute(
+            "SELECT a.id, c.row FROM articles a JOIN chunks c USING (boe_id, article_id, wording) "
+            "WHERE a.boe_id = ? AND a.article_id = ? ORDER BY a.wording != '', c.row",
+            (citation.boe_id, citation.article_id),
         )
-        if row is None or row[0] is None:
-            return None
-        if allowed is not None and not np.isin(self._chunk_rows_of(row[0]), allowed).any():
-            return None
-        return int(row[0]), int(row[1])
+        for article, row in rows:  # the wording in force first; with a date, the one the filters allow
+            if allowed is None or _contains(allowed, row):
+                return int(article), int(row)
+        return None
 
     def _cited_key(self, hit: Hit) -> int:
         """The article key of a hit (for tests and tools that map hits back to chunk rows)."""
         row = (
             self._db()
-            .execute("SELECT id FROM articles WHERE boe_id = ? AND article_id = ?", (hit.boe_id, hit.article_id))
+            .execute(
+                "SELECT id FROM articles WHERE boe_id = ? AND article_id = ? AND version_date IS ?",
+                (hit.boe_id, hit.article_id, hit.version_date),
+            )
             .fetchone()
         )
         return int(row[0])
@@ -545,6 +572,8 @@ class LegalSearch:
             matched_text=chunk["text"],
             chunk_part=chunk["part"],
             match=match,
+            version_date=a["version_date"],
+            version_until=a["version_until"],
         )
 
     # --- browsing -------------------------------------------------------------------------------------
@@ -559,29 +588,41 @@ class LegalSearch:
         if row is None:
             return None
         units = db.execute(
-            "SELECT article_id, kind, number, heading, path, url FROM articles WHERE boe_id = ? ORDER BY position",
+            "SELECT article_id, kind, number, heading, path, url FROM articles WHERE boe_id = ? AND wording = '' "
+            "ORDER BY position",
             (boe_id,),
         )
         law = dict(row)
         law["units"] = [{**dict(u), "path": json.loads(u["path"])} for u in units]
         return law
 
-    def article(self, boe_id: str, article_id: str) -> dict | None:
-        """One unit with its text, notes and version dates, or None."""
-        row = (
+    def article(self, boe_id: str, article_id: str, as_of: str | None = None) -> dict | None:
+        """One unit with its text, notes and version dates, or None: the wording in force, or with `as_of` the
+        one in force that day (None if it did not exist yet). `wordings` lists every wording the index holds of
+        it, oldest first (dates and links)."""
+        if as_of is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
+            raise QueryError(f"as_of {as_of!r}: give a date as YYYY-MM-DD")
+        rows = (
             self._db()
             .execute(
                 "SELECT a.*, l.title AS law_title FROM articles a JOIN laws l USING (boe_id) "
-                "WHERE a.boe_id = ? AND a.article_id = ?",
+                "WHERE a.boe_id = ? AND a.article_id = ? ORDER BY a.version_date IS NOT NULL, a.version_date",
                 (boe_id, article_id),
             )
-            .fetchone()
+            .fetchall()
         )
-        if row is None:
+        if as_of is None:
+            chosen = [r for r in rows if r["wording"] == ""]
+        else:
+            chosen = [r for r in rows if _in_force(r["version_date"], r["version_until"], as_of)]
+        if not chosen:
             return None
-        data = dict(row)
+        data = dict(chosen[0])
         data["path"], data["notes"] = json.loads(data["path"]), json.loads(data["notes"])
-        del data["id"], data["position"]
+        data["wordings"] = [
+            {"version_date": r["version_date"], "version_until": r["version_until"], "url": r["url"]} for r in rows
+        ]
+        del data["id"], data["position"], data["wording"]
         return data
 
     def context(self, query: str, k: int = 5, max_tokens: int = 2000, **options) -> str:
@@ -617,7 +658,17 @@ class LegalSearch:
 
     def laws(self) -> list[dict]:
         rows = self._db().execute(
-            "SELECT l.*, COUNT(a.id) AS articles FROM laws l LEFT JOIN articles a USING (boe_id) "
-            "GROUP BY l.boe_id ORDER BY l.rowid"
+            "SELECT l.*, COUNT(a.id) AS articles FROM laws l LEFT JOIN articles a ON a.boe_id = l.boe_id "
+            "AND a.wording = '' GROUP BY l.boe_id ORDER BY l.rowid"
         )
         return [dict(row) for row in rows]
+
+
+def _contains(sorted_rows: np.ndarray, row: int) -> bool:
+    i = int(np.searchsorted(sorted_rows, row))
+    return i < len(sorted_rows) and int(sorted_rows[i]) == row
+
+
+def _in_force(since: str | None, until: str | None, day: str) -> bool:
+    """Whether a wording in force from `since` until `until` (ISO dates; None: open) was in force on `day`."""
+    return (since is None or since <= day) and (until is None or day < until)

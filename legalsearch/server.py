@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Path
+from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from . import __version__
@@ -93,8 +93,16 @@ def create_app(search: LegalSearch) -> FastAPI:
         return found
 
     @app.get("/laws/{boe_id}/articles/{article_id}", summary="One unit of a law, with its text")
-    def article(boe_id: Annotated[str, Path(max_length=40)], article_id: Annotated[str, Path(max_length=60)]) -> dict:
-        found = search.article(boe_id, article_id)
+    def article(
+        boe_id: Annotated[str, Path(max_length=40)],
+        article_id: Annotated[str, Path(max_length=60)],
+        as_of: Annotated[
+            str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="the wording of that day")
+        ] = None,
+    ) -> dict:
+        found = search.article(boe_id, article_id, as_of)
+        if found is None and as_of is not None and search.article(boe_id, article_id) is not None:
+            raise HTTPException(status_code=404, detail=f"{boe_id} {article_id!r} was not in force on {as_of}")
         if found is None:
             raise HTTPException(status_code=404, detail=f"{boe_id} has no unit {article_id!r}; see GET /laws/{boe_id}")
         return found

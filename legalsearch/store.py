@@ -2,7 +2,9 @@
 
     <index>/manifest.json        format and tool version, model id/revision/dim, dims, FAISS factory per dim,
                                  chunking, defaults, counts, corpus fingerprint, sources, checksums
-    <index>/legalsearch.sqlite   laws, articles, chunks (content hashes): metadata and filters
+    <index>/legalsearch.sqlite   laws, articles, chunks (content hashes): metadata and filters; an article's
+                                 `wording` is '' for the text in force, else the date an earlier wording came
+                                 into force (indexed with `--history`), and chunks carry the same key
     <index>/vectors.f16.npy      full-dim unit vectors, one row per chunk (row = chunks.row)
     <index>/faiss/dim-<d>.faiss  per Matryoshka dim: first d components re-normalised, inner product
 
@@ -28,7 +30,8 @@ from .documents import Article, Chunk, Law
 from .embedding import matryoshka
 from .errors import IndexFormatError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+UPGRADABLE_FORMATS = (1,)  # read by `legalsearch index` to rewrite them in this format, vectors kept
 MANIFEST = "manifest.json"
 DATABASE = "legalsearch.sqlite"
 VECTORS = "vectors.f16.npy"
@@ -51,15 +54,16 @@ CREATE TABLE articles (
     id INTEGER PRIMARY KEY, boe_id TEXT NOT NULL REFERENCES laws(boe_id), article_id TEXT NOT NULL,
     position INTEGER NOT NULL, kind TEXT NOT NULL, number TEXT, heading TEXT NOT NULL, path TEXT NOT NULL,
     text TEXT NOT NULL, url TEXT NOT NULL, anchor TEXT NOT NULL, notes TEXT NOT NULL, version_date TEXT,
-    version_published TEXT, version_norma TEXT, content_hash TEXT NOT NULL, UNIQUE (boe_id, article_id)
+    version_published TEXT, version_norma TEXT, version_until TEXT, wording TEXT NOT NULL,
+    content_hash TEXT NOT NULL, UNIQUE (boe_id, article_id, wording)
 );
 CREATE TABLE chunks (
     row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE, boe_id TEXT NOT NULL, article_id TEXT NOT NULL,
-    part INTEGER NOT NULL, text TEXT NOT NULL, content_hash TEXT NOT NULL
+    wording TEXT NOT NULL, part INTEGER NOT NULL, text TEXT NOT NULL, content_hash TEXT NOT NULL
 );
-CREATE INDEX chunks_article ON chunks (boe_id, article_id);
+CREATE INDEX chunks_article ON chunks (boe_id, article_id, wording);
 """
-LAW_COLUMNS = [f.name for f in fields(Law) if f.name != "articles"]
+LAW_COLUMNS = [f.name for f in fields(Law) if f.name not in ("articles", "history")]
 ARTICLE_COLUMNS = [f.name for f in fields(Article)]
 
 
@@ -100,15 +104,18 @@ class IndexContents:
     sources: dict[str, dict] = field(default_factory=dict)  # source label → {"sha256", "laws": [boe_id …]}
     defaults: dict = field(default_factory=dict)
     build: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION  # of the folder it was read from
 
 
 def _law_from_rows(law_row: sqlite3.Row, article_rows: list[sqlite3.Row]) -> Law:
     law = Law(**{c: law_row[c] for c in LAW_COLUMNS})
+    present = set(article_rows[0].keys()) if article_rows else set()  # format 1 lacks version_until, wording
     for row in article_rows:
-        values = {c: row[c] for c in ARTICLE_COLUMNS}
+        values = {c: row[c] for c in ARTICLE_COLUMNS if c in present}
         values["path"] = tuple(json.loads(values["path"]))
         values["notes"] = tuple(json.loads(values["notes"]))
-        law.articles.append(Article(**values))
+        earlier = "wording" in present and row["wording"]
+        (law.history if earlier else law.articles).append(Article(**values))
     return law
 
 
@@ -118,8 +125,9 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def read_manifest(index: Path) -> dict:
-    """The manifest of an index folder, checked: exists, parses, format this code reads, files present."""
+def read_manifest(index: Path, upgrade: bool = False) -> dict:
+    """The manifest of an index folder, checked: exists, parses, format this code reads (or, with `upgrade`,
+    one it can rewrite), files present."""
     path = index / MANIFEST
     if not index.exists():
         tidy(index)
@@ -132,7 +140,14 @@ def read_manifest(index: Path) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise IndexFormatError(f"{index}: unreadable {MANIFEST} ({exc}); rebuild the index") from None
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if upgrade and version in UPGRADABLE_FORMATS:
+        pass
+    elif version in UPGRADABLE_FORMATS:
+        raise IndexFormatError(
+            f"{index}: index format {version}; upgrade it to format {FORMAT_VERSION} by running `legalsearch index` "
+            f"on it again with its sources (nothing is embedded again)"
+        )
+    elif version != FORMAT_VERSION:
         raise IndexFormatError(
             f"{index}: index format {version} but this legalsearch ({__version__}) reads format {FORMAT_VERSION}; "
             "rebuild it with `legalsearch index`"
@@ -151,9 +166,10 @@ def verify_checksums(index: Path, manifest: dict) -> list[str]:
 
 def load_contents(index: Path) -> IndexContents:
     """Everything an index holds, to build the next version of it from."""
-    manifest = read_manifest(index)
+    manifest = read_manifest(index, upgrade=True)
     vectors = np.load(index / VECTORS, mmap_mode="r", allow_pickle=False)
     contents = IndexContents(
+        format_version=manifest["format_version"],
         model=manifest["model"],
         dims=manifest["dims"],
         faiss_kind=manifest["faiss"]["kind"],
@@ -170,7 +186,14 @@ def load_contents(index: Path) -> IndexContents:
             articles = connection.execute("SELECT * FROM articles WHERE boe_id = ? ORDER BY position", (boe_id,))
             law = _law_from_rows(law_row, articles.fetchall())
             chunk_rows = connection.execute("SELECT * FROM chunks WHERE boe_id = ? ORDER BY row", (boe_id,)).fetchall()
-            chunks = [Chunk(r["chunk_id"], r["boe_id"], r["article_id"], r["part"], r["text"]) for r in chunk_rows]
+            worded = bool(chunk_rows) and "wording" in set(chunk_rows[0].keys())
+            chunks = [
+                Chunk(
+                    r["chunk_id"], r["boe_id"], r["article_id"], r["part"], r["text"],
+                    (r["wording"] or None) if worded else None,
+                )
+                for r in chunk_rows
+            ]  # fmt: skip
             rows = [r["row"] for r in chunk_rows]
             contents.laws.append(
                 StoredLaw(law, chunks, np.asarray(vectors[rows], dtype=np.float32), law_row["source_sha256"])
@@ -194,7 +217,7 @@ def _write_database(path: Path, laws: list[StoredLaw]) -> None:
             )
             connection.executemany(
                 "INSERT INTO articles (boe_id, position, content_hash, "
-                f"{', '.join(ARTICLE_COLUMNS)}) VALUES ({', '.join('?' * (len(ARTICLE_COLUMNS) + 3))})",
+                f"{', '.join(ARTICLE_COLUMNS)}, wording) VALUES ({', '.join('?' * (len(ARTICLE_COLUMNS) + 4))})",
                 [
                     [law.boe_id, position, article.content_hash]
                     + [
@@ -203,13 +226,16 @@ def _write_database(path: Path, laws: list[StoredLaw]) -> None:
                         else getattr(article, c)
                         for c in ARTICLE_COLUMNS
                     ]
-                    for position, article in enumerate(law.articles)
+                    + [wording]
+                    for position, (article, wording) in enumerate(
+                        [(a, "") for a in law.articles] + [(a, a.version_date) for a in law.history]
+                    )
                 ],
             )
             connection.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (row + i, c.chunk_id, c.boe_id, c.article_id, c.part, c.text, c.content_hash)
+                    (row + i, c.chunk_id, c.boe_id, c.article_id, c.version or "", c.part, c.text, c.content_hash)
                     for i, c in enumerate(stored.chunks)
                 ],
             )
@@ -314,6 +340,7 @@ def write_index(index: Path, contents: IndexContents, on_step=None) -> dict:
             "counts": {
                 "laws": len(contents.laws),
                 "articles": sum(len(s.law.articles) for s in contents.laws),
+                "earlier_wordings": sum(len(s.law.history) for s in contents.laws),
                 "chunks": len(chunks),
             },
             "corpus_fingerprint": corpus_fingerprint(chunks),

@@ -32,9 +32,9 @@ def manifest() -> list[dict[str, str]]:
 
 
 @functools.cache
-def corpus_law(relative: str, as_of: str | None = None) -> Law:
+def corpus_law(relative: str, as_of: str | None = None, history: bool = False) -> Law:
     """Parse a corpus file once per test session."""
-    return parse_file(CORPORA / relative, as_of=as_of)
+    return parse_file(CORPORA / relative, as_of=as_of, history=history)
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from legalsearch.embedding import load_encoder, matryoshka
 from legalsearch.errors import IndexFormatError, ModelError, QueryError
 from legalsearch.search import LegalSearch
 from legalsearch.sources import parse_bytes
-from legalsearch.store import read_manifest, verify_checksums
+from legalsearch.store import FORMAT_VERSION, read_manifest, verify_checksums
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -94,7 +94,7 @@ def test_build_and_search_roll_up_to_articles(laws_dir: Path, tmp_path: Path, en
     manifest = read_manifest(index)
     assert manifest["model"]["id"] == encoder.info.model_id and manifest["model"]["dim"] == 128
     assert manifest["faiss"]["factory"] == {"128": "Flat", "64": "Flat"}
-    assert manifest["counts"] == {"laws": 3, "articles": 8, "chunks": report.chunks}
+    assert manifest["counts"] == {"laws": 3, "articles": 8, "earlier_wordings": 0, "chunks": report.chunks}
     assert verify_checksums(index, manifest) == []
     search = LegalSearch.open(index, encoder=encoder)
     for dim in (128, 64):
@@ -276,7 +276,7 @@ def test_manifest_is_plain_json_and_no_pickle(laws_dir: Path, tmp_path: Path, en
     index = tmp_path / "idx"
     build([laws_dir], index, encoder)
     manifest = json.loads((index / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["chunking"]["max_tokens"] == 512
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["chunking"]["max_tokens"] == 512
     assert manifest["defaults"] == {
         "mode": "hybrid", "dim": 128, "k": 5, "hybrid_weights": {"dense": 1.0, "lexical": 1.0},
         "funnel_dim": 64, "funnel_shortlist": 200,

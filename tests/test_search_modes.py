@@ -14,7 +14,7 @@ from legalsearch import indexing
 from legalsearch.cli import app
 from legalsearch.embedding import load_encoder, matryoshka
 from legalsearch.errors import QueryError
-from legalsearch.search import RRF_K, Filters, LegalSearch
+from legalsearch.search import RRF_K, SEARCH_MODES, Filters, LegalSearch
 
 from .test_fetch_and_cli import METADATA, TEXTO
 from .test_index_search import LAW_A, LAW_B, long_article_law
@@ -196,3 +196,105 @@ def test_reindexing_as_of_another_date_reads_the_source_again(index, encoder, tm
     earlier = LegalSearch.open(target, encoder=encoder)
     assert earlier.article("BOE-A-2099-1", "a1")["text"] == "Texto original."
     assert earlier.article("BOE-A-2099-1", "a2") is None, "article 2 came into force in 2100"
+
+
+def test_history_searches_the_law_as_it_read_on_a_date(encoder, tmp_path) -> None:
+    source = tmp_path / "BOE-A-2099-1.xml"
+    source.write_bytes(API_LAW)  # a1: "Texto original." from 2099-01-03, "Texto reformado." from 2100-01-06; a2 added
+    target = tmp_path / "idx"
+    report = indexing.build([str(source)], target, encoder=encoder, history=True)
+    assert (report.articles, report.earlier_wordings, report.chunks) == (2, 1, 3)
+    search = LegalSearch.open(target, encoder=encoder)
+    for mode in SEARCH_MODES:
+        now = search.search("Texto de pruebas", k=10, mode=mode)
+        assert sorted(keys(now)) == [("BOE-A-2099-1", "a1"), ("BOE-A-2099-1", "a2")], mode
+        assert {h.text for h in now} == {"Texto reformado.", "Nuevo."} and all(h.version_until is None for h in now)
+        then = search.search("Texto de pruebas", k=10, mode=mode, filters=Filters(as_of="2099-06-01"))
+        assert keys(then) == [("BOE-A-2099-1", "a1")] and then[0].text == "Texto original.", mode
+        assert (then[0].version_date, then[0].version_until) == ("2099-01-03", "2100-01-06")
+        assert then[0].url == "https://www.boe.es/buscar/act.php?id=BOE-A-2099-1&tn=1&p=20990103#a1"
+    on_the_day = search.search("Texto de pruebas", k=10, filters=Filters(as_of="2100-01-06"))
+    assert {h.text for h in on_the_day} == {"Texto reformado.", "Nuevo."}, "a wording is in force from its own day"
+    assert search.search("Texto de pruebas", k=10, filters=Filters(as_of="2099-01-02")) == [], (
+        "nothing was in force yet"
+    )
+
+    cited_then = search.search("artículo 1 de la Ley 1/2099", k=2, filters=Filters(as_of="2099-06-01"))
+    assert cited_then[0].match == "cita" and cited_then[0].text == "Texto original." and len(cited_then) == 1
+    cited_now = search.search("artículo 1 de la Ley 1/2099", k=2)
+    assert cited_now[0].match == "cita" and cited_now[0].text == "Texto reformado."
+
+    assert search.article("BOE-A-2099-1", "a1")["text"] == "Texto reformado."
+    assert search.article("BOE-A-2099-1", "a1", as_of="2099-06-01")["text"] == "Texto original."
+    wordings = search.article("BOE-A-2099-1", "a1")["wordings"]
+    assert [(w["version_date"], w["version_until"]) for w in wordings] == [
+        ("2099-01-03", "2100-01-06"), ("2100-01-06", None),
+    ]  # fmt: skip
+    assert search.article("BOE-A-2099-1", "a2", as_of="2099-06-01") is None, "article 2 came into force in 2100"
+    assert [u["article_id"] for u in search.law("BOE-A-2099-1")["units"]] == ["a1", "a2"]
+    assert search.laws()[0]["articles"] == 2 and search.article_keys() == {"BOE-A-2099-1#a1", "BOE-A-2099-1#a2"}
+
+    again = indexing.build([str(source)], target, encoder=encoder)  # without --history: read again, wordings gone
+    assert again.parsed_sources == 1 and again.earlier_wordings == 0 and again.embedded == 0 and again.chunks == 2
+
+
+def test_cli_history_and_as_of(encoder, tiny_model, tmp_path, monkeypatch) -> None:
+    source = tmp_path / "BOE-A-2099-1.xml"
+    source.write_bytes(API_LAW)
+    monkeypatch.setenv("LEGALSEARCH_INDEX", str(tmp_path / "idx"))
+    result = runner.invoke(app, ["index", str(source), "--model", str(tiny_model), "--history"])
+    assert result.exit_code == 0, result.output
+    assert "2 units (and 1 earlier wordings), 3 chunks" in result.stdout
+    result = runner.invoke(app, ["ask", "Texto", "--as-of", "2099-06-01", "--mode", "lexical"])
+    assert result.exit_code == 0, result.output
+    assert "wording in force 2099-01-03 – 2100-01-06" in result.stdout and "p=20990103#a1" in result.stdout
+    result = runner.invoke(app, ["ask", "Texto", "--as-of", "2099-06-01", "--json"])
+    assert [(h["article_id"], h["version_until"]) for h in json.loads(result.stdout)] == [("a1", "2100-01-06")]
+    result = runner.invoke(app, ["parse", str(source), "--history", "--no-table"])
+    assert "1 earlier wordings of 1 units" in result.stdout
+
+
+def _as_format_1(index: Path) -> None:
+    """Rewrite a format-2 index folder as format 1 wrote it (no wording keys), to test the upgrade."""
+    import sqlite3
+
+    from legalsearch import store
+
+    connection = sqlite3.connect(index / store.DATABASE)
+    connection.executescript(
+        """
+        CREATE TABLE old_articles AS SELECT id, boe_id, article_id, position, kind, number, heading, path, text,
+            url, anchor, notes, version_date, version_published, version_norma, content_hash FROM articles;
+        DROP TABLE articles; ALTER TABLE old_articles RENAME TO articles;
+        CREATE TABLE old_chunks AS SELECT row, chunk_id, boe_id, article_id, part, text, content_hash FROM chunks;
+        DROP TABLE chunks; ALTER TABLE old_chunks RENAME TO chunks;
+        """
+    )
+    connection.commit()
+    connection.close()
+    manifest = json.loads((index / store.MANIFEST).read_text())
+    manifest["format_version"] = 1
+    del manifest["counts"]["earlier_wordings"]
+    database = index / store.DATABASE
+    manifest["files"][store.DATABASE] = {"bytes": database.stat().st_size, "sha256": store.sha256_file(database)}
+    (index / store.MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_format_1_index_is_upgraded_by_indexing_again_without_embedding(index, encoder, tmp_path) -> None:
+    import shutil
+
+    from legalsearch.errors import IndexFormatError
+
+    old = tmp_path / "old"
+    shutil.copytree(index, old)
+    before = LegalSearch.open(old, encoder=encoder).search("vacaciones anuales", k=5, mode="hybrid")
+    _as_format_1(old)
+    with pytest.raises(IndexFormatError, match="index format 1; upgrade it to format 2 by running `legalsearch index`"):
+        LegalSearch.open(old, encoder=encoder)
+    report = indexing.build([str(index.parent / "laws")], old, encoder=encoder)
+    assert not report.up_to_date and report.embedded == 0 and report.unchanged_sources == 5
+    upgraded = LegalSearch.open(old, encoder=encoder)
+    assert upgraded.manifest["format_version"] == 2
+    assert [h.to_dict() for h in upgraded.search("vacaciones anuales", k=5, mode="hybrid")] == [
+        h.to_dict() for h in before
+    ]

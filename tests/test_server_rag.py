@@ -81,6 +81,7 @@ def test_laws_articles_health_and_docs(api) -> None:
     article = api.get("/laws/BOE-A-2099-1/articles/a2").json()
     assert article["text"] == "Los españoles son mayores de edad a los dieciocho años."
     assert article["url"] == "https://www.boe.es/buscar/act.php?id=BOE-A-2099-1#a2"
+    assert api.get("/laws/BOE-A-2099-1/articles/a2", params={"as_of": "2020-01-01"}).json()["text"] == article["text"]
     health = api.get("/health").json()
     assert health["status"] == "ok" and health["counts"]["laws"] == 2
     recorded = json.loads((Path(health["index"]) / "manifest.json").read_text())["model"]
@@ -107,6 +108,7 @@ def test_laws_articles_health_and_docs(api) -> None:
         ("post", "/search/batch", {"queries": ["x"] * 65}, 422, "at most 64 items"),
         ("get", "/laws/BOE-A-1-1", None, 404, "law BOE-A-1-1 is not in this index; see GET /laws"),
         ("get", "/laws/BOE-A-2099-1/articles/a99", None, 404, "BOE-A-2099-1 has no unit 'a99'"),
+        ("get", "/laws/BOE-A-2099-1/articles/a2?as_of=ayer", None, 422, "String should match pattern"),
     ],
 )
 def test_bad_requests_are_clear_4xx(api, method, path, payload, status, detail) -> None:

@@ -119,6 +119,29 @@ def test_api_xml_takes_latest_version_by_default_and_as_of_picks_the_one_in_forc
     assert "activo y pasivo" in corpus_law("xml/BOE-A-1978-31229.texto.xml").article("a13").text
 
 
+def test_api_xml_history_holds_every_earlier_wording_with_the_dates_it_was_in_force() -> None:
+    law = corpus_law("xml/BOE-A-1978-31229.texto.xml", history=True)
+    in_force = corpus_law("xml/BOE-A-1978-31229.texto.xml")
+    assert [a.article_id for a in law.articles] == [a.article_id for a in in_force.articles]
+    spans = {a.article_id: (a.version_date, a.version_until) for a in law.history}
+    assert spans == {  # the four articles the 1992, 2011, 2024 and 2026 reforms changed
+        "a13": ("1978-12-29", "1992-08-28"),
+        "a49": ("1978-12-29", "2024-02-17"),
+        "a69": ("1978-12-29", "2026-05-20"),
+        "a135": ("1978-12-29", "2011-09-27"),
+    }
+    for earlier in law.history:
+        current = law.article(earlier.article_id)
+        assert current.version_until is None and current.version_date == earlier.version_until
+        assert (earlier.kind, earlier.path, earlier.anchor) == (current.kind, current.path, current.anchor)
+        then = corpus_law("xml/BOE-A-1978-31229.texto.xml", as_of=earlier.version_date).article(earlier.article_id)
+        assert earlier.text == then.text != current.text
+        assert earlier.url == f"https://www.boe.es/buscar/act.php?id=BOE-A-1978-31229&tn=1&p=19781229#{earlier.anchor}"
+    in_2000 = corpus_law("xml/BOE-A-1978-31229.texto.xml", as_of="2000-01-01", history=True)
+    assert [(a.article_id, a.version_until) for a in in_2000.history] == [("a13", "1992-08-28")]
+    assert in_2000.article("a135").version_until is None, "as read in 2000, the 1978 wording is the one in force"
+
+
 def test_structure_path_and_kinds() -> None:
     ce = corpus_law("html/BOE-A-1978-31229.html")
     a15 = ce.article("a15")

@@ -33,8 +33,10 @@ def detect(data: bytes) -> str | None:
     return None
 
 
-def parse_bytes(data: bytes, origin: str, as_of: str | None = None) -> Law:
-    """Read one law. `as_of` (ISO date) picks the wording in force that day, where the source has versions.
+def parse_bytes(data: bytes, origin: str, as_of: str | None = None, history: bool = False) -> Law:
+    """Read one law. `as_of` (ISO date) picks the wording in force that day, where the source has versions;
+    `history` keeps the earlier wordings too (`Law.history`; the API's consolidated XML is the one format that
+    carries them).
 
     >>> law = parse_bytes(Path("BOE-A-1978-31229.xml").read_bytes(), "BOE-A-1978-31229.xml")  # doctest: +SKIP
     >>> law.article("a14").heading
@@ -51,7 +53,7 @@ def parse_bytes(data: bytes, origin: str, as_of: str | None = None) -> Law:
                 raise ParseError(origin, f"not UTF-8 text (byte {exc.start}); convert it to UTF-8 first") from None
         raise ParseError(origin, "not a BOE XML, HTML, PDF, Markdown or UTF-8 text file (binary data?)")
     if fmt == "boe-api-xml":
-        return boe_xml.parse_api(data, origin, as_of)
+        return boe_xml.parse_api(data, origin, as_of, history)
     if fmt == "boe-diario-xml":
         return boe_xml.parse_diario(data, origin)
     if fmt == "boe-html":
@@ -61,13 +63,13 @@ def parse_bytes(data: bytes, origin: str, as_of: str | None = None) -> Law:
     return text.parse(data, origin, markdown=fmt == "markdown")
 
 
-def parse_file(path: str | Path, as_of: str | None = None) -> Law:
+def parse_file(path: str | Path, as_of: str | None = None, history: bool = False) -> Law:
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ParseError(str(path), f"cannot read ({exc.strerror})") from None
-    return parse_bytes(data, str(path), as_of)
+    return parse_bytes(data, str(path), as_of, history)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ def load(
     arguments: Iterable[str],
     *,
     as_of: str | None = None,
+    history: bool = False,
     fetcher: Callable[[str], Path] | None = None,
     on_law: Callable[[Law | None, str], None] | None = None,
 ) -> LoadReport:
@@ -157,9 +160,9 @@ def load(
             if source.boe_id is not None:
                 if fetcher is None:
                     raise FetchError(f"{source.boe_id}: BOE ids need the fetcher (legalsearch fetch)")
-                law = parse_file(fetcher(source.boe_id), as_of)
+                law = parse_file(fetcher(source.boe_id), as_of, history)
             else:
-                law = parse_file(source.path, as_of)
+                law = parse_file(source.path, as_of, history)
             laws.append(law)
         except LegalSearchError as exc:
             errors.append(exc)

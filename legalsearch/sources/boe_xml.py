@@ -3,11 +3,13 @@ XML of a law as originally published (`<documento><metadatos>…<texto>` of flat
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import replace
 
-from ..documents import Law
+from ..documents import Article, Law, article_url
 from ..errors import ParseError
 from .structure import Block, Version, role_for_class, segment
 
@@ -68,25 +70,47 @@ def _blocks(element: ET.Element, version: Version | None, anchor: str | None = N
             yield from _blocks(child, version, anchor)
 
 
-def _pick_version(bloque: ET.Element, as_of: str | None) -> ET.Element | None:
+def _versions(bloque: ET.Element, as_of: str | None) -> list[ET.Element]:
+    """The wordings of a bloque in force on or before `as_of` (all without it), oldest first; of wordings that
+    came into force the same day, the last in document order."""
     versions = bloque.findall("version")
     if as_of:
         day = as_of.replace("-", "")
         versions = [v for v in versions if (v.get("fecha_vigencia") or v.get("fecha_publicacion") or "") <= day]
-    if not versions:
-        return None
-    # the latest wording; versions come oldest first, and equal dates keep document order
-    return max(enumerate(versions), key=lambda iv: (iv[1].get("fecha_vigencia") or "", iv[0]))[1]
+    by_day = {_day(v): v for v in sorted(versions, key=_day)}  # a stable sort: equal days keep document order
+    return list(by_day.values())
+
+
+def _day(version: ET.Element) -> str:
+    return version.get("fecha_vigencia") or version.get("fecha_publicacion") or ""
+
+
+def _version(element: ET.Element) -> Version:
+    return Version(
+        iso_date(element.get("fecha_vigencia")), iso_date(element.get("fecha_publicacion")), element.get("id_norma")
+    )
+
+
+def _precepto_blocks(bloque: ET.Element, chosen: ET.Element, version: Version) -> list[Block]:
+    """The blocks of one wording of an article or disposición: its first heading opens the unit."""
+    blocks = list(_blocks(chosen, version))
+    headings = [i for i, b in enumerate(blocks) if b.role == "heading"]
+    if not headings:
+        blocks.insert(0, Block("heading", bloque.get("titulo") or bloque.get("id") or "", None, version))
+        headings = [0]
+    blocks[headings[0]].anchor = bloque.get("id")
+    for i in headings[1:]:  # an article quoted inside this one (an amending provision)
+        blocks[i].role = "paragraph"
+    return blocks
 
 
 def _api_blocks(texto: ET.Element, as_of: str | None) -> Iterator[Block]:
     for bloque in texto.iter("bloque"):
-        chosen = _pick_version(bloque, as_of)
-        if chosen is None:
+        versions = _versions(bloque, as_of)
+        if not versions:
             continue
-        version = Version(
-            iso_date(chosen.get("fecha_vigencia")), iso_date(chosen.get("fecha_publicacion")), chosen.get("id_norma")
-        )
+        chosen = versions[-1]
+        version = _version(chosen)
         tipo, anchor = bloque.get("tipo"), bloque.get("id")
         if tipo == "preambulo":
             yield Block("preambulo", "", anchor, version)
@@ -96,17 +120,52 @@ def _api_blocks(texto: ET.Element, as_of: str | None) -> Iterator[Block]:
             yield Block("signature", "firma", anchor, version)
             continue
         elif tipo == "precepto":
-            blocks = list(_blocks(chosen, version))
-            headings = [i for i, b in enumerate(blocks) if b.role == "heading"]
-            if not headings:
-                blocks.insert(0, Block("heading", bloque.get("titulo") or anchor or "", None, version))
-                headings = [0]
-            blocks[headings[0]].anchor = anchor
-            for i in headings[1:]:  # an article quoted inside this one (an amending provision)
-                blocks[i].role = "paragraph"
-            yield from blocks
+            yield from _precepto_blocks(bloque, chosen, version)
             continue
         yield from _blocks(chosen, version)
+
+
+def _earlier_wordings(boe_id: str, texto: ET.Element, as_of: str | None, units: list[Article]) -> list[Article]:
+    """Every earlier wording of the articles and disposiciones in `units` (the wordings in force), each with the
+    dates it was in force: from its own `version_date` until the next wording's (`version_until`).
+
+    A wording takes its unit's identity (id, kind, place in the law) from the unit in force; consecutive
+    wordings with the same text (a version that only changed a note) are one."""
+    by_anchor = {unit.anchor: unit for unit in units}
+    history: list[Article] = []
+    for bloque in texto.iter("bloque"):
+        unit = by_anchor.get(bloque.get("id"))
+        if unit is None or bloque.get("tipo") != "precepto":
+            continue
+        versions = _versions(bloque, as_of)
+        earlier: list[Article] = []
+        for element, successor in itertools.pairwise(versions):
+            version = _version(element)
+            if version.date is None:
+                continue
+            parsed = segment(boe_id, _precepto_blocks(bloque, element, version))
+            if not parsed:
+                continue
+            until = _version(successor).date
+            old = parsed[0]
+            if earlier and (earlier[-1].heading, earlier[-1].text) == (old.heading, old.text):
+                earlier[-1].version_until = until
+                continue
+            earlier.append(
+                replace(
+                    unit,
+                    heading=old.heading if old.article_id == unit.article_id else unit.heading,
+                    text=old.text,
+                    notes=old.notes,
+                    url=article_url(boe_id, unit.anchor, version.date),
+                    version_date=version.date,
+                    version_published=version.published,
+                    version_norma=version.norma,
+                    version_until=until,
+                )
+            )
+        history += earlier
+    return history
 
 
 def _law_metadata(meta: ET.Element | None, fallback_id: str | None, origin: str) -> dict:
@@ -135,7 +194,9 @@ def _law_metadata(meta: ET.Element | None, fallback_id: str | None, origin: str)
     )
 
 
-def parse_api(data: bytes, origin: str, as_of: str | None = None) -> Law:
+def parse_api(data: bytes, origin: str, as_of: str | None = None, history: bool = False) -> Law:
+    """A law from the API's consolidated XML: the wording in force (on `as_of`, when given) of every unit and,
+    with `history`, the earlier wordings of its articles and disposiciones in `Law.history`."""
     root = _root(data, origin)
     data_el = root.find("data")
     texto = data_el.find("texto") if data_el is not None else None
@@ -149,6 +210,8 @@ def parse_api(data: bytes, origin: str, as_of: str | None = None) -> Law:
     meta = _law_metadata(data_el.find("metadatos"), fallback, origin)
     articles = segment(meta["boe_id"], list(_api_blocks(texto, as_of)))
     law = Law(source_format="boe-api-xml", origin=origin, articles=articles, **meta)
+    if history:
+        law.history = _earlier_wordings(meta["boe_id"], texto, as_of, articles)
     if not law.fecha_actualizacion:
         dates = [a.version_date for a in articles if a.version_date]
         law.fecha_actualizacion = max(dates) if dates else None
