@@ -37,3 +37,23 @@ def dev_questions() -> list[str]:
     if not DEV.exists():
         return []
     return [json.loads(line)["question"] for line in DEV.read_text(encoding="utf-8").splitlines() if line]
+
+
+def corpus_laws() -> list:
+    """Every law of ../shared/corpora, one source per BOE id (the first file in name order)."""
+    from legalsearch import sources
+
+    laws: dict[str, object] = {}
+    for law in sources.load([str(CORPORA)]).laws:
+        laws.setdefault(law.boe_id, law)
+    return list(laws.values())
+
+
+def held_out_units() -> set[tuple[str, str]]:
+    """(boe_id, article_id) of the units that answer the dev questions: never trained on."""
+    from legalsearch.evaluation import article_id_of
+
+    if not DEV.exists():
+        return set()
+    rows = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines() if line]
+    return {(row["boe_id"], article_id_of(row["article"])) for row in rows}

@@ -90,9 +90,13 @@ class Hit:
 
     @property
     def citation(self) -> str:
-        """ "Art. 14 · Constitución Española (BOE-A-1978-31229)"."""
+        """ "Art. 14 · Constitución Española (BOE-A-1978-31229)"; an earlier wording adds the dates it was in force:
+        "…, redacción vigente del 1978-12-29 al 2011-09-27"."""
         label = f"Art. {self.number}" if self.kind == "articulo" and self.number else self.heading.split(".")[0]
-        return f"{label} · {self.law_title.rstrip('.')} ({self.boe_id})"
+        cited = f"{label} · {self.law_title.rstrip('.')} ({self.boe_id})"
+        if self.version_until:
+            cited += f", redacción vigente del {self.version_date} al {self.version_until}"
+        return cited
 
     def to_dict(self) -> dict:
         data = asdict(self)

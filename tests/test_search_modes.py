@@ -213,6 +213,7 @@ def test_history_searches_the_law_as_it_read_on_a_date(encoder, tmp_path) -> Non
         assert keys(then) == [("BOE-A-2099-1", "a1")] and then[0].text == "Texto original.", mode
         assert (then[0].version_date, then[0].version_until) == ("2099-01-03", "2100-01-06")
         assert then[0].url == "https://www.boe.es/buscar/act.php?id=BOE-A-2099-1&tn=1&p=20990103#a1"
+        assert then[0].citation.endswith("(BOE-A-2099-1), redacción vigente del 2099-01-03 al 2100-01-06")
     on_the_day = search.search("Texto de pruebas", k=10, filters=Filters(as_of="2100-01-06"))
     assert {h.text for h in on_the_day} == {"Texto reformado.", "Nuevo."}, "a wording is in force from its own day"
     assert search.search("Texto de pruebas", k=10, filters=Filters(as_of="2099-01-02")) == [], (

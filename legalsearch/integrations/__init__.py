@@ -7,7 +7,7 @@ from ..search import Hit
 
 def citation_metadata(hit: Hit) -> dict:
     """The metadata every framework's document carries: what a RAG answer needs to cite the article."""
-    return {
+    data = {
         "citation": hit.citation,
         "boe_id": hit.boe_id,
         "law_title": hit.law_title,
@@ -21,3 +21,5 @@ def citation_metadata(hit: Hit) -> dict:
         "rank": hit.rank,
         "match": hit.match,
     }
+    data.update({name: getattr(hit, name) for name in ("version_date", "version_until") if getattr(hit, name)})
+    return data
