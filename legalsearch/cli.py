@@ -86,7 +86,7 @@ AsOfFilterOpt = Annotated[
 ]
 ShortlistOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--shortlist", min=1, help="Funnel: candidates taken at the small dim [200]."),
+    typer.Option("--shortlist", min=1, help="Funnel: candidates taken at the small dim [the index's, 1000]."),
 ]
 AsOfOpt = Annotated[
     Optional[str],  # noqa: UP045

@@ -102,6 +102,22 @@ def test_funnel_equals_exact_full_dim_search_when_the_shortlist_covers_the_corpu
     assert len(narrow) == 5 and all(h.match == "funnel" for h in narrow)
 
 
+@pytest.mark.parametrize("kind", ["hnsw", "flat"])
+def test_funnel_rescores_with_the_cosines_of_the_vector_file(index, encoder, tmp_path, kind) -> None:
+    target = tmp_path / kind
+    indexing.build([str(index.parent / "laws")], target, encoder=encoder, max_tokens=96, faiss_kind=kind)
+    search = LegalSearch.open(target, encoder=encoder)
+    full = np.load(target / "vectors.f16.npy", allow_pickle=False).astype(np.float32)
+    query = "vacaciones anuales retribuidas"
+    vector = matryoshka(encoder.encode([query]), 128)[0]
+    hits = search.search(query, k=4, mode="funnel", shortlist=1000)
+    assert search._float_rows(128) is not None, "read from the float FAISS index, not the float16 file"
+    for hit in hits:  # the float index's rows are the file's vectors, re-normalised: the same cosines
+        rows = search._chunk_rows_of(search._cited_key(hit))
+        assert hit.score == pytest.approx(float((matryoshka(full[rows], 128) @ vector).max()), abs=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
