@@ -482,7 +482,7 @@ class LegalSearch:
         if allowed is None:
             allowed = self._allowed_rows(filters)
             with self._lock:
-                if len(self._allowed_cache) >= 64:
+                if len(self._allowed_cache) >= 16:
                     self._allowed_cache.clear()
                 self._allowed_cache[filters] = allowed
         return allowed
