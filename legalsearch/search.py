@@ -515,8 +515,7 @@ class LegalSearch:
         if filters.vigentes:
             where.append("(l.status IS NULL OR l.status != 'derogada')")
         if filters.as_of:
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", filters.as_of):
-                raise QueryError(f"as_of {filters.as_of!r}: give a date as YYYY-MM-DD")
+            _check_date(filters.as_of)
             where.append(
                 "(a.version_date IS NULL OR a.version_date <= ?) AND (a.version_until IS NULL OR ? < a.version_until)"
             )
@@ -628,8 +627,8 @@ class LegalSearch:
         """One unit with its text, notes and version dates, or None: the wording in force, or with `as_of` the
         one in force that day (None if it did not exist yet). `wordings` lists every wording the index holds of
         it, oldest first (dates and links)."""
-        if as_of is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
-            raise QueryError(f"as_of {as_of!r}: give a date as YYYY-MM-DD")
+        if as_of is not None:
+            _check_date(as_of)
         rows = (
             self._db()
             .execute(
@@ -690,6 +689,11 @@ class LegalSearch:
             "AND a.wording = '' GROUP BY l.boe_id ORDER BY l.rowid"
         )
         return [dict(row) for row in rows]
+
+
+def _check_date(as_of: str) -> None:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
+        raise QueryError(f"as_of {as_of!r}: give a date as YYYY-MM-DD")
 
 
 def _contains(sorted_rows: np.ndarray, row: int) -> bool:
