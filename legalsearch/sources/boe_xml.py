@@ -76,7 +76,7 @@ def _versions(bloque: ET.Element, as_of: str | None) -> list[ET.Element]:
     versions = bloque.findall("version")
     if as_of:
         day = as_of.replace("-", "")
-        versions = [v for v in versions if (v.get("fecha_vigencia") or v.get("fecha_publicacion") or "") <= day]
+        versions = [v for v in versions if _day(v) <= day]
     by_day = {_day(v): v for v in sorted(versions, key=_day)}  # a stable sort: equal days keep document order
     return list(by_day.values())
 
@@ -146,7 +146,7 @@ def _earlier_wordings(boe_id: str, texto: ET.Element, as_of: str | None, units: 
             parsed = segment(boe_id, _precepto_blocks(bloque, element, version))
             if not parsed:
                 continue
-            until = _version(successor).date
+            until = iso_date(_day(successor))  # never None: a successor without dates would read as in force
             old = parsed[0]
             if earlier and (earlier[-1].heading, earlier[-1].text) == (old.heading, old.text):
                 earlier[-1].version_until = until
