@@ -28,5 +28,13 @@ class IndexFormatError(LegalSearchError):
     """An index folder is missing, broken, or was written by an incompatible version."""
 
 
-class QueryError(LegalSearchError):
+class UsageError(LegalSearchError):
+    """An argument is invalid (an impossible date, an unknown option value …): the caller must change it."""
+
+
+class QueryError(UsageError):
     """A search request is invalid (empty query, k <= 0, a dim that was not built …)."""
+
+
+class TargetError(UsageError):
+    """The index path names something legalsearch did not make (a file, a foreign folder, the sources)."""

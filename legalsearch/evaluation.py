@@ -10,6 +10,7 @@ Two protocols:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -233,19 +234,25 @@ def table_rows(report: EvalReport) -> list[list[str]]:
 
 
 def write_report(report: EvalReport, output: Path) -> list[Path]:
-    """metrics.json, metrics.csv and one TREC run file per dim (`run-dim-<d>.trec`) into `output`."""
+    """metrics.json, metrics.csv and one TREC run file per dim (`run-dim-<d>.trec`) into `output`, each written
+    whole or not at all."""
+    from .store import write_atomic
+
     output.mkdir(parents=True, exist_ok=True)
     written = [output / "metrics.json", output / "metrics.csv"]
-    written[0].write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
-    with open(written[1], "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["metric", *(f"dim_{d}" for d in report.dims)])
-        writer.writerows(table_rows(report))
+    write_atomic(written[0], json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["metric", *(f"dim_{d}" for d in report.dims)])
+    writer.writerows(table_rows(report))
+    write_atomic(written[1], table.getvalue())
     for dim in report.dims:
         path = output / f"run-dim-{dim}.trec"
-        with open(path, "w", encoding="utf-8") as f:
-            for qid, ranked in report.runs[dim]:
-                for rank, (doc, score) in enumerate(ranked, 1):
-                    f.write(f"{qid} Q0 {doc} {rank} {score:.6f} legalsearch-{report.mode}-{dim}\n")
+        lines = [
+            f"{qid} Q0 {doc} {rank} {score:.6f} legalsearch-{report.mode}-{dim}\n"
+            for qid, ranked in report.runs[dim]
+            for rank, (doc, score) in enumerate(ranked, 1)
+        ]
+        write_atomic(path, "".join(lines))
         written.append(path)
     return written

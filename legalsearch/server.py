@@ -1,39 +1,68 @@
 """HTTP API for RAG systems (`legalsearch serve`): FastAPI, one `LegalSearch` loaded once at start.
 
 Endpoints are plain (non-async) functions, so FastAPI runs them in its thread pool and query encoding never
-blocks the event loop. Requests are validated (query length, k, batch size) and library errors become 4xx with
-one clear `detail` line.
+blocks the event loop. Requests are validated (query length, k, batch size, real dates, no unknown keys); a
+body over `MAX_BODY_BYTES` gets 413 before it is parsed; every error is `{"detail": "<one line>"}` and never
+echoes the request back. The docs at /docs are served from the package (no CDN).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Path, Query
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from . import __version__
+from .dates import check_day
 from .embedding import recorded_runtime
-from .errors import LegalSearchError, QueryError
+from .errors import LegalSearchError, QueryError, UsageError
 from .search import MAX_QUERY_CHARS, Filters, LegalSearch
 
-MAX_K = 100
+MAX_K = 100  # the CLI and Python allow up to search.MAX_K (1000): a server bounds the work one request costs
 MAX_BATCH = 64
+MAX_BODY_BYTES = 1_000_000
 Mode = Literal["dense", "funnel", "lexical", "hybrid"]
 
 
-class FilterRequest(BaseModel):
-    laws: list[str] = Field(default_factory=list, description="BOE ids", max_length=200)
-    rangos: list[str] = Field(default_factory=list, max_length=50)
-    kinds: list[str] = Field(default_factory=list, description="articulos, disposiciones or unit kinds")
+def _real_day(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            check_day(value, "as_of")
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+Day = Annotated[
+    Annotated[str, Field(max_length=10)] | None,
+    AfterValidator(_real_day),
+    Field(description="YYYY-MM-DD", examples=["2011-09-27"]),
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key ("law" for "laws") is an error, never ignored
+
+
+class FilterRequest(Strict):
+    laws: list[Annotated[str, Field(max_length=40)]] = Field(
+        default_factory=list, description="BOE ids", max_length=200
+    )
+    rangos: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
+    kinds: list[Annotated[str, Field(max_length=40)]] = Field(
+        default_factory=list, description="articulos, disposiciones or unit kinds", max_length=20
+    )
     vigentes: bool = False
-    as_of: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    as_of: Day = None
 
     def to_filters(self) -> Filters:
         return Filters(tuple(self.laws), tuple(self.rangos), tuple(self.kinds), self.vigentes, self.as_of)
 
 
-class SearchOptions(BaseModel):
+class SearchOptions(Strict):
     k: int = Field(default=5, ge=1, le=MAX_K)
     dim: int | None = Field(default=None, ge=1)
     mode: Mode | None = None
@@ -51,13 +80,83 @@ class BatchRequest(SearchOptions):
     )
 
 
+def _one_line(error: dict) -> str:
+    """ "body.filters.law: Extra inputs are not permitted" — where and what, never the input itself."""
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    message = str(error.get("msg", "invalid")).splitlines()[0][:200]
+    return f"{where}: {message}" if where else message
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    detail = _one_line(errors[0]) if errors else "invalid request"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _library_error(request: Request, exc: LegalSearchError) -> JSONResponse:
+    """A usage error is the client's (400); a damaged index or a model that cannot load is the server's (503)."""
+    status = 400 if isinstance(exc, UsageError) else 503
+    return JSONResponse({"detail": str(exc).splitlines()[0]}, status_code=status)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 before anything parses it."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await self._refuse(send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._refuse(send)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, send) -> None:
+        response = JSONResponse(
+            {"detail": f"request body over {self.limit:,} bytes; send fewer or shorter queries"}, status_code=413
+        )
+        await response({"type": "http"}, None, send)
+
+
 def create_app(search: LegalSearch) -> FastAPI:
     """The API over an open index."""
-    app = FastAPI(
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(
         title="legalsearch",
         version=__version__,
-        description="Semantic search over Spanish legislation (BOE), article by article, with citations.",
+        description="Semantic search over Spanish legislation (BOE), article by article, with citations. Errors "
+        f'are `{{"detail": "<one line>"}}`; bodies over {MAX_BODY_BYTES:,} bytes get 413.',
+        redoc_url=None,
     )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(LegalSearchError, _library_error)
+    app.add_middleware(BodyLimit)
 
     def run(queries: list[str], options: SearchOptions) -> list[list[dict]]:
         try:
@@ -67,8 +166,6 @@ def create_app(search: LegalSearch) -> FastAPI:
             )  # fmt: skip
         except QueryError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        except LegalSearchError as exc:
-            raise HTTPException(status_code=500, detail=str(exc)) from None
         return [[hit.to_dict() for hit in hits] for hits in results]
 
     @app.post("/search", summary="The articles that best answer a question")
@@ -96,9 +193,7 @@ def create_app(search: LegalSearch) -> FastAPI:
     def article(
         boe_id: Annotated[str, Path(max_length=40)],
         article_id: Annotated[str, Path(max_length=60)],
-        as_of: Annotated[
-            str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="the wording of that day")
-        ] = None,
+        as_of: Annotated[Day, Query(description="the wording of that day (YYYY-MM-DD)")] = None,
     ) -> dict:
         found = search.article(boe_id, article_id, as_of)
         if found is None and as_of is not None and search.article(boe_id, article_id) is not None:

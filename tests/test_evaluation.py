@@ -140,7 +140,7 @@ def test_questions_file_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", str(bad), "--index", str(tmp_path)])
     assert result.exit_code == 1
     result = runner.invoke(app, ["eval"])
-    assert result.exit_code == 1 and "give a QUESTIONS.jsonl file, or --pairs" in result.stderr
+    assert result.exit_code == 2 and "give a QUESTIONS.jsonl file, or --pairs" in result.stderr
 
 
 def test_dev_questions_parse(tmp_path: Path) -> None:

@@ -200,7 +200,7 @@ def test_cli_modes_and_filters(index, tmp_path, monkeypatch) -> None:
     result = runner.invoke(app, ["ask", "fianza", "--kind", "anexo"])
     assert result.exit_code == 0 and "No results: no unit matches the filters." in result.stdout
     result = runner.invoke(app, ["ask", "fianza", "--mode", "bm25"])
-    assert result.exit_code == 1 and "choose one of dense, funnel, lexical, hybrid" in result.stderr
+    assert result.exit_code == 2 and "choose one of dense, funnel, lexical, hybrid" in result.stderr
 
 
 def test_reindexing_as_of_another_date_reads_the_source_again(index, encoder, tmp_path) -> None:
@@ -264,40 +264,46 @@ def test_cli_history_and_as_of(encoder, tiny_model, tmp_path, monkeypatch) -> No
     assert "2 units (and 1 earlier wordings), 3 chunks" in result.stdout
     result = runner.invoke(app, ["ask", "Texto", "--as-of", "2099-06-01", "--mode", "lexical"])
     assert result.exit_code == 0, result.output
-    assert "wording in force 2099-01-03 – 2100-01-06" in result.stdout and "p=20990103#a1" in result.stdout
+    assert "redacción vigente del 2099-01-03 al 2100-01-06" in result.stdout and "p=20990103#a1" in result.stdout
     result = runner.invoke(app, ["ask", "Texto", "--as-of", "2099-06-01", "--json"])
     assert [(h["article_id"], h["version_until"]) for h in json.loads(result.stdout)] == [("a1", "2100-01-06")]
     result = runner.invoke(app, ["parse", str(source), "--history", "--no-table"])
     assert "1 earlier wordings of 1 units" in result.stdout
 
 
-def _as_format_1(index: Path) -> None:
-    """Rewrite a format-2 index folder as format 1 wrote it (no wording keys), to test the upgrade."""
+def _as_format(index: Path, version: int) -> None:
+    """Rewrite an index folder as format 1 (no wording keys, no status) or 2 (no status) wrote it, to test the
+    upgrade. Neither manifest carried the "format" marker."""
     import sqlite3
 
     from legalsearch import store
 
+    worded = ", version_until, wording" if version == 2 else ""
     connection = sqlite3.connect(index / store.DATABASE)
     connection.executescript(
-        """
+        f"""
         CREATE TABLE old_articles AS SELECT id, boe_id, article_id, position, kind, number, heading, path, text,
-            url, anchor, notes, version_date, version_published, version_norma, content_hash FROM articles;
+            url, anchor, notes, version_date, version_published, version_norma{worded}, content_hash FROM articles;
         DROP TABLE articles; ALTER TABLE old_articles RENAME TO articles;
-        CREATE TABLE old_chunks AS SELECT row, chunk_id, boe_id, article_id, part, text, content_hash FROM chunks;
+        CREATE TABLE old_chunks AS SELECT row, chunk_id, boe_id, article_id{worded and ", wording"}, part, text,
+            content_hash FROM chunks;
         DROP TABLE chunks; ALTER TABLE old_chunks RENAME TO chunks;
         """
     )
     connection.commit()
     connection.close()
     manifest = json.loads((index / store.MANIFEST).read_text())
-    manifest["format_version"] = 1
-    del manifest["counts"]["earlier_wordings"]
+    manifest["format_version"] = version
+    del manifest["format"]
+    if version == 1:
+        del manifest["counts"]["earlier_wordings"]
     database = index / store.DATABASE
     manifest["files"][store.DATABASE] = {"bytes": database.stat().st_size, "sha256": store.sha256_file(database)}
     (index / store.MANIFEST).write_text(json.dumps(manifest))
 
 
-def test_a_format_1_index_is_upgraded_by_indexing_again_without_embedding(index, encoder, tmp_path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_old_format_index_is_upgraded_by_indexing_again_without_embedding(index, encoder, tmp_path, version) -> None:
     import shutil
 
     from legalsearch.errors import IndexFormatError
@@ -305,13 +311,15 @@ def test_a_format_1_index_is_upgraded_by_indexing_again_without_embedding(index,
     old = tmp_path / "old"
     shutil.copytree(index, old)
     before = LegalSearch.open(old, encoder=encoder).search("vacaciones anuales", k=5, mode="hybrid")
-    _as_format_1(old)
-    with pytest.raises(IndexFormatError, match="index format 1; upgrade it to format 2 by running `legalsearch index`"):
+    _as_format(old, version)
+    with pytest.raises(
+        IndexFormatError, match=f"index format {version}; upgrade it to format 3 by running `legalsearch"
+    ):
         LegalSearch.open(old, encoder=encoder)
     report = indexing.build([str(index.parent / "laws")], old, encoder=encoder)
     assert not report.up_to_date and report.embedded == 0 and report.unchanged_sources == 5
     upgraded = LegalSearch.open(old, encoder=encoder)
-    assert upgraded.manifest["format_version"] == 2
+    assert upgraded.manifest["format_version"] == 3 and upgraded.manifest["format"] == "legalsearch-index"
     assert [h.to_dict() for h in upgraded.search("vacaciones anuales", k=5, mode="hybrid")] == [
         h.to_dict() for h in before
     ]
