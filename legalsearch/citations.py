@@ -48,6 +48,42 @@ ALIASES: dict[str, str] = {
     "trlgdcu": "BOE-A-2007-20555",
     "lprl": "BOE-A-1995-24292",
 }
+# The short name lawyers write in a citation ("art. 38 ET"), per BOE id.
+SHORT_NAMES: dict[str, str] = {
+    "BOE-A-1978-31229": "CE", "BOE-A-1889-4763": "CC", "BOE-A-1995-25444": "CP", "BOE-A-1885-6627": "CCom",
+    "BOE-A-2000-323": "LEC", "BOE-A-1882-6036": "LECrim", "BOE-A-2015-11430": "ET", "BOE-A-2015-10565": "LPAC",
+    "BOE-A-2015-10566": "LRJSP", "BOE-A-1985-12666": "LOPJ", "BOE-A-1998-16718": "LJCA", "BOE-A-2011-15936": "LRJS",
+    "BOE-A-2003-23186": "LGT", "BOE-A-2006-20764": "LIRPF", "BOE-A-1992-28740": "LIVA", "BOE-A-2014-12328": "LIS",
+    "BOE-A-1994-26003": "LAU", "BOE-A-1960-10906": "LPH", "BOE-A-1946-2453": "LH", "BOE-A-2017-12902": "LCSP",
+    "BOE-A-2015-11724": "LGSS", "BOE-A-2015-11719": "TREBEP", "BOE-A-2010-10544": "LSC",
+    "BOE-A-2018-16673": "LOPDGDD", "BOE-A-2007-20555": "TRLGDCU", "BOE-A-1995-24292": "LPRL",
+}  # fmt: skip
+# Order of the Latin suffixes of inserted articles: 163 < 163 bis < 163 ter < 163 quáter < 163 quinquies …
+SUFFIX_ORDER = ("", "bis", "ter", "quater", "quinquies", "sexies", "septies", "octies", "nonies", "decies")
+_ARTICLE_KEY = re.compile(r"^a(?P<num>\d+)(?P<suf>[a-z]*)$")
+
+
+def short_name(boe_id: str) -> str | None:
+    """ "ET" for BOE-A-2015-11430: the abbreviation lawyers cite the law by, where one is in common use."""
+    return SHORT_NAMES.get(boe_id)
+
+
+def _article_key(article_id: str) -> tuple[int, int, str] | None:
+    m = _ARTICLE_KEY.match(article_id)
+    if m is None:
+        return None
+    suffix = m["suf"]
+    rank = SUFFIX_ORDER.index(suffix) if suffix in SUFFIX_ORDER else len(SUFFIX_ORDER)
+    return int(m["num"]), rank, suffix
+
+
+def range_holds(range_id: str, article_id: str) -> bool:
+    """Whether the unit of a range of articles ("a127-a130", "a163bis-a163quater") covers `article_id`."""
+    first, _, last = range_id.partition("-")
+    low, high, key = _article_key(first), _article_key(last), _article_key(article_id)
+    return None not in (low, high, key) and low <= key <= high
+
+
 CITATION = re.compile(
     rf"\bart(?:[íi]culo|\.)?\s*(?P<num>\d+)(?:\s*(?P<suf>{_SUFFIX})\b)?(?:\.\d+(?:\.[a-z0-9]+)*)?"
     r"(?:\s*,?\s*(?:de\s+la|del|de\s+los|de)?\s*(?P<law>[^?¿!¡;]*))?",

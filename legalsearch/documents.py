@@ -19,6 +19,7 @@ ArticleKind = Literal[
 ARTICLE_KINDS: tuple[str, ...] = ArticleKind.__args__  # type: ignore[attr-defined]
 
 LawStatus = Literal["vigente", "derogada", "desconocido"]
+UnitStatus = Literal["vigente", "derogado"]
 
 BOE_URL = "https://www.boe.es/buscar/act.php?id={boe_id}"
 
@@ -51,7 +52,9 @@ class Article:
     version_date: str | None = None  # ISO date the text shown came into force
     version_published: str | None = None  # ISO date of the BOE issue that published this wording
     version_norma: str | None = None  # BOE id of the law that gave this wording
-    version_until: str | None = None  # ISO date a later wording replaced this one; None: the wording in force
+    version_until: str | None = None  # ISO date this wording stopped being in force (replaced, or the unit
+    # expired: the BOE's fecha_caducidad); None: in force with no end date
+    status: UnitStatus = "vigente"  # "derogado": repealed ("Artículos 127 a 130. (Derogados)") or expired
 
     @property
     def citation(self) -> str:
@@ -59,6 +62,10 @@ class Article:
         if self.kind == "articulo" and self.number:
             return f"Art. {self.number}"
         return self.heading.split(".")[0].strip() or self.article_id
+
+    @property
+    def repealed(self) -> bool:
+        return self.status == "derogado"
 
     @property
     def content_hash(self) -> str:

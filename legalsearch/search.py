@@ -7,21 +7,24 @@ article ("artículo 14 CE") gets that article first."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import sqlite3
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .citations import find_citation
+from .citations import find_citation, range_holds, short_name
+from .dates import check_day
 from .documents import ARTICLE_KINDS
-from .embedding import Encoder, check_runtime, load_encoder, matryoshka
-from .errors import IndexFormatError, ModelError, QueryError
+from .embedding import Encoder, check_requested_runtime, check_runtime, load_encoder, matryoshka
+from .errors import IndexFormatError, ModelError, QueryError, UsageError
 from .indexing import same_model
 from .sources.structure import fold
-from .store import DATABASE, VECTORS, connect, read_manifest
+from .store import DATABASE, VECTORS, check_files, connect, read_manifest
 
 MAX_QUERY_CHARS = 4000
 MAX_K = 1000
@@ -32,7 +35,30 @@ KIND_GROUPS = {
         "disposicion_adicional", "disposicion_transitoria", "disposicion_derogatoria", "disposicion_final",
     ),
 }  # fmt: skip
+# A unit counts as repealed when the BOE marks it so, when its whole law is repealed, or when the wording in force
+# reached its end date (fecha_caducidad) after the index was built. Needs `a` (articles) and `l` (laws).
+REPEALED_SQL = (
+    "(a.status = 'derogado' OR l.status = 'derogada' "
+    "OR (a.wording = '' AND a.version_until IS NOT NULL AND a.version_until <= date('now')))"
+)
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
+
+
+def _index_errors(method):
+    """A damaged database met while answering becomes one `IndexFormatError` naming the file, never a raw
+    sqlite3 error."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(
+                f"{self.path / DATABASE}: unreadable database ({exc}); the index is damaged: rebuild it into a "
+                "new --index"
+            ) from None
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -86,15 +112,26 @@ class Hit:
     chunk_part: int
     match: str = "dense"  # how it was found: a search mode, or "cita" when the query cites this article
     version_date: str | None = None  # the wording shown came into force this day (sources with versions)
-    version_until: str | None = None  # … and was replaced this day; None: the wording in force
+    version_until: str | None = None  # … and stopped being in force this day (replaced, or expired); None: open
+    status: str = "vigente"  # "derogado": the unit (or its whole law) is repealed or expired
+    short_name: str | None = None  # the law's usual abbreviation ("ET"), where it has one
 
     @property
     def citation(self) -> str:
-        """ "Art. 14 · Constitución Española (BOE-A-1978-31229)"; an earlier wording adds the dates it was in force:
-        "…, redacción vigente del 1978-12-29 al 2011-09-27"."""
-        label = f"Art. {self.number}" if self.kind == "articulo" and self.number else self.heading.split(".")[0]
-        cited = f"{label} · {self.law_title.rstrip('.')} ({self.boe_id})"
-        if self.version_until:
+        """ "Art. 14 CE · Constitución Española (BOE-A-1978-31229)"; a repealed unit adds ", derogado" (with its
+        end date where known); an earlier wording the dates it was in force: "…, redacción vigente del
+        1978-12-29 al 2011-09-27"."""
+        if self.kind == "articulo" and self.number:
+            label = f"Arts. {self.number}" if " a " in self.number else f"Art. {self.number}"
+        else:
+            label = self.heading.split(".")[0]
+        if self.short_name:
+            label += f" {self.short_name}"
+        title = self.law_title.rstrip(".")
+        cited = f"{label} · {self.boe_id if title in ('', self.boe_id) else f'{title} ({self.boe_id})'}"
+        if self.status == "derogado":
+            cited += f", derogado desde el {self.version_until}" if self.version_until else ", derogado"
+        elif self.version_until:
             cited += f", redacción vigente del {self.version_date} al {self.version_until}"
         return cited
 
@@ -152,6 +189,7 @@ class LegalSearch:
         an fp16 one) unless `backend` and `precision` ask for another that gives compatible vectors."""
         path = Path(path)
         manifest = read_manifest(path)
+        check_files(path, manifest)
         recorded = manifest["model"]
         wanted = model or (encoder.info.model_id if encoder else None)
         if wanted is not None and not same_model(recorded, wanted):
@@ -161,6 +199,7 @@ class LegalSearch:
             )
         if encoder is not None:
             check_runtime(recorded, encoder.info, path)
+        check_requested_runtime(recorded, backend, precision, path)
         return cls(path, manifest, encoder, device, backend, precision)
 
     # --- properties -----------------------------------------------------------------------------------
@@ -215,6 +254,11 @@ class LegalSearch:
                         index = faiss.read_index(str(file))
                     except RuntimeError as exc:
                         raise IndexFormatError(f"{file}: unreadable FAISS index ({exc}); rebuild the index") from None
+                if index.d != dim or index.ntotal != self.manifest["counts"]["chunks"]:
+                    raise IndexFormatError(
+                        f"{file}: {index.ntotal} vectors at dim {index.d}, the manifest says "
+                        f"{self.manifest['counts']['chunks']} at dim {dim}; rebuild the index"
+                    )
                 if getattr(index, "hnsw", None) is not None:
                     index.hnsw.efSearch = 128
                 self._faiss[dim] = index
@@ -260,6 +304,7 @@ class LegalSearch:
         cut; `shortlist` is the funnel's number of candidates at the small dim."""
         return self.search_many([query], k=k, dim=dim, mode=mode, filters=filters, shortlist=shortlist)[0]
 
+    @_index_errors
     def search_many(
         self,
         queries: list[str],
@@ -291,6 +336,7 @@ class LegalSearch:
             ranked = self._hybrid_articles(queries, vectors, k, dim, allowed)
         return [self._hits(query, articles, k, mode, allowed) for query, articles in zip(queries, ranked, strict=True)]
 
+    @_index_errors
     def search_vectors(self, vectors: np.ndarray, k: int = 5, dim: int | None = None) -> list[list[Hit]]:
         """Dense search with query vectors already embedded at full dim (benchmarks, batch evaluation)."""
         dim = self._check_dim(k, dim)
@@ -436,7 +482,12 @@ class LegalSearch:
             if self._bm25 is None:
                 if not (self.path / FOLDER).exists():
                     raise IndexFormatError(f"{self.path} has no lexical index; rebuild it with `legalsearch index`")
-                self._bm25 = LexicalIndex(self.path / FOLDER)
+                try:
+                    self._bm25 = LexicalIndex(self.path / FOLDER)
+                except (OSError, ValueError, KeyError) as exc:
+                    raise IndexFormatError(
+                        f"{self.path / FOLDER}: unreadable BM25 index ({exc}); rebuild the index into a new --index"
+                    ) from None
             return self._bm25
 
     def _lexical_articles(self, queries: list[str], depth: int, allowed) -> list[list[tuple[int, float, int]]]:
@@ -513,7 +564,7 @@ class LegalSearch:
             where.append(f"a.kind IN ({', '.join('?' * len(kinds))})")
             args += kinds
         if filters.vigentes:
-            where.append("(l.status IS NULL OR l.status != 'derogada')")
+            where.append(f"NOT {REPEALED_SQL}")
         if filters.as_of:
             _check_date(filters.as_of)
             where.append(
@@ -540,11 +591,27 @@ class LegalSearch:
         citation = find_citation(query, self._titles())
         if citation is None:
             return None
-        rows = self._db().execute(
-            "SELECT a.id, c.row FROM articles a JOIN chunks c USING (boe_id, article_id, wording) "
-            "WHERE a.boe_id = ? AND a.article_id = ? ORDER BY a.wording != '', c.row",
-            (citation.boe_id, citation.article_id),
+        rows = (
+            self._db()
+            .execute(
+                "SELECT a.id, c.row FROM articles a JOIN chunks c USING (boe_id, article_id, wording) "
+                "WHERE a.boe_id = ? AND a.article_id = ? ORDER BY a.wording != '', c.row",
+                (citation.boe_id, citation.article_id),
+            )
+            .fetchall()
         )
+        if not rows:  # "artículo 128 CC" lies in the unit "Artículos 127 a 130. (Derogados)"
+            rows = [
+                (article, row)
+                for article, range_id, row in self._db().execute(
+                    "SELECT a.id, a.article_id, c.row FROM articles a "
+                    "JOIN chunks c USING (boe_id, article_id, wording) "
+                    "WHERE a.boe_id = ? AND a.kind = 'articulo' AND a.article_id LIKE 'a%-a%' "
+                    "ORDER BY a.wording != '', c.row",
+                    (citation.boe_id,),
+                )
+                if range_holds(range_id, citation.article_id)
+            ]
         for article, row in rows:  # the wording in force first; with a date, the one the filters allow
             if allowed is None or _contains(allowed, row):
                 return int(article), int(row)
@@ -576,12 +643,20 @@ class LegalSearch:
             if cited is not None and article == cited[0]:
                 continue
             hits.append(self._hit(len(hits) + 1, score, article, row, mode))
-        return hits
+        # repealed units rank after those in force (the cited one stays first): still there, never ahead
+        first = hits[:1] if cited is not None else []
+        rest = hits[len(first) :]
+        ordered = first + [h for h in rest if h.status != "derogado"] + [h for h in rest if h.status == "derogado"]
+        for rank, hit in enumerate(ordered, 1):
+            hit.rank = rank
+        return ordered
 
     def _hit(self, rank: int, score: float, article: int, row: int, match: str) -> Hit:
         db = self._db()
         a = db.execute(
-            "SELECT a.*, l.title AS law_title FROM articles a JOIN laws l USING (boe_id) WHERE a.id = ?", (article,)
+            f"SELECT a.*, l.title AS law_title, {REPEALED_SQL} AS repealed FROM articles a JOIN laws l "
+            "USING (boe_id) WHERE a.id = ?",
+            (article,),
         ).fetchone()
         chunk = db.execute("SELECT part, text FROM chunks WHERE row = ?", (row,)).fetchone()
         return Hit(
@@ -601,13 +676,17 @@ class LegalSearch:
             match=match,
             version_date=a["version_date"],
             version_until=a["version_until"],
+            status="derogado" if a["repealed"] else "vigente",
+            short_name=short_name(a["boe_id"]),
         )
 
     # --- browsing -------------------------------------------------------------------------------------
+    @_index_errors
     def article_keys(self) -> set[str]:
         """ "<boe_id>#<article_id>" of every unit in the index."""
         return {row[0] for row in self._db().execute("SELECT boe_id || '#' || article_id FROM articles")}
 
+    @_index_errors
     def law(self, boe_id: str) -> dict | None:
         """A law's metadata and the list of its units (no texts), or None."""
         db = self._db()
@@ -623,6 +702,7 @@ class LegalSearch:
         law["units"] = [{**dict(u), "path": json.loads(u["path"])} for u in units]
         return law
 
+    @_index_errors
     def article(self, boe_id: str, article_id: str, as_of: str | None = None) -> dict | None:
         """One unit with its text, notes and version dates, or None: the wording in force, or with `as_of` the
         one in force that day (None if it did not exist yet). `wordings` lists every wording the index holds of
@@ -632,8 +712,9 @@ class LegalSearch:
         rows = (
             self._db()
             .execute(
-                "SELECT a.*, l.title AS law_title FROM articles a JOIN laws l USING (boe_id) "
-                "WHERE a.boe_id = ? AND a.article_id = ? ORDER BY a.version_date IS NOT NULL, a.version_date",
+                f"SELECT a.*, l.title AS law_title, {REPEALED_SQL} AS repealed FROM articles a JOIN laws l "
+                "USING (boe_id) WHERE a.boe_id = ? AND a.article_id = ? "
+                "ORDER BY a.version_date IS NOT NULL, a.version_date",
                 (boe_id, article_id),
             )
             .fetchall()
@@ -649,9 +730,12 @@ class LegalSearch:
         data["wordings"] = [
             {"version_date": r["version_date"], "version_until": r["version_until"], "url": r["url"]} for r in rows
         ]
+        data["status"] = "derogado" if data.pop("repealed") else "vigente"
+        data["short_name"] = short_name(boe_id)
         del data["id"], data["position"], data["wording"]
         return data
 
+    @_index_errors
     def context(self, query: str, k: int = 5, max_tokens: int = 2000, **options) -> str:
         """Numbered sources for a prompt, best first, within `max_tokens` (the model's tokenizer):
 
@@ -683,6 +767,7 @@ class LegalSearch:
             used += size
         return "\n\n".join(blocks)
 
+    @_index_errors
     def laws(self) -> list[dict]:
         rows = self._db().execute(
             "SELECT l.*, COUNT(a.id) AS articles FROM laws l LEFT JOIN articles a ON a.boe_id = l.boe_id "
@@ -692,8 +777,10 @@ class LegalSearch:
 
 
 def _check_date(as_of: str) -> None:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
-        raise QueryError(f"as_of {as_of!r}: give a date as YYYY-MM-DD")
+    try:
+        check_day(as_of, "as_of")
+    except UsageError as exc:
+        raise QueryError(str(exc)) from None
 
 
 def _contains(sorted_rows: np.ndarray, row: int) -> bool:

@@ -20,6 +20,8 @@ def citation_metadata(hit: Hit) -> dict:
         "score": hit.score,
         "rank": hit.rank,
         "match": hit.match,
+        "status": hit.status,
     }
-    data.update({name: getattr(hit, name) for name in ("version_date", "version_until") if getattr(hit, name)})
+    names = ("version_date", "version_until", "short_name")
+    data.update({name: getattr(hit, name) for name in names if getattr(hit, name)})
     return data

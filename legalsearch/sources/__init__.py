@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..dates import check_day
 from ..documents import Law
-from ..errors import FetchError, LegalSearchError, ParseError
+from ..errors import FetchError, LegalSearchError, ParseError, UsageError
 from . import boe_html, boe_xml, pdf, text
 
 FORMATS = ("boe-api-xml", "boe-diario-xml", "boe-html", "pdf", "markdown", "text")
@@ -21,6 +22,20 @@ BOE_ID_ARG = re.compile(
 )
 SUFFIXES = {".xml", ".html", ".htm", ".pdf", ".txt", ".md", ".markdown"}
 NOT_LAWS = ("README", "LICENSE", "CHANGELOG", "NOTICE")  # skipped when a folder is expanded
+SETS_FOLDER = Path(__file__).resolve().parent.parent / "sets"  # lists of BOE ids shipped with legalsearch
+
+
+def set_names() -> list[str]:
+    """The built-in sets of laws (`legalsearch index --set NAME`): basico, codigos, justicio."""
+    return sorted(p.stem for p in SETS_FOLDER.glob("*.txt"))
+
+
+def set_path(name: str) -> Path:
+    """The id list of a built-in set, or `UsageError` naming the sets there are."""
+    path = SETS_FOLDER / f"{name}.txt"
+    if not path.is_file():
+        raise UsageError(f"--set {name!r}: no such set of laws; choose one of {', '.join(set_names())}")
+    return path
 
 
 def detect(data: bytes) -> str | None:
@@ -42,6 +57,8 @@ def parse_bytes(data: bytes, origin: str, as_of: str | None = None, history: boo
     >>> law.article("a14").heading
     'Artículo 14'
     """
+    if as_of is not None:
+        check_day(as_of, "--as-of")
     if not data.strip():
         raise ParseError(origin, "empty file")
     fmt = detect(data)
@@ -148,6 +165,8 @@ def load(
 
     `fetcher(boe_id) -> path` supplies BOE ids (the fetch cache); without it an id is an error.
     """
+    if as_of is not None:
+        check_day(as_of, "--as-of")
     laws: list[Law] = []
     errors: list[LegalSearchError] = []
     try:

@@ -3,6 +3,7 @@ XML of a law as originally published (`<documento><metadatos>…<texto>` of flat
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import re
 import xml.etree.ElementTree as ET
@@ -11,7 +12,7 @@ from dataclasses import replace
 
 from ..documents import Article, Law, article_url
 from ..errors import ParseError
-from .structure import Block, Version, role_for_class, segment
+from .structure import STRUCTURE_LEVELS, Block, Version, role_for_class, segment
 
 BOE_ID = re.compile(r"\b(BOE-[A-Z]-\d{4}-\d+|BOJA-[a-z]-\d{4}-\d+|[A-Z]{2,5}-[A-Za-z]-\d{4}-\d+)\b")
 
@@ -85,16 +86,41 @@ def _day(version: ET.Element) -> str:
     return version.get("fecha_vigencia") or version.get("fecha_publicacion") or ""
 
 
-def _version(element: ET.Element) -> Version:
+def _version(element: ET.Element, until: str | None = None) -> Version:
     return Version(
-        iso_date(element.get("fecha_vigencia")), iso_date(element.get("fecha_publicacion")), element.get("id_norma")
+        iso_date(element.get("fecha_vigencia")),
+        iso_date(element.get("fecha_publicacion")),
+        element.get("id_norma"),
+        until,
     )
 
 
+def expiry(bloque: ET.Element) -> str | None:
+    """The ISO day a bloque stops being in force (its `fecha_caducidad`); None for none, `99999999` (no end)
+    or a value that is no calendar day."""
+    day = iso_date(bloque.get("fecha_caducidad"))
+    if day is None or day.startswith("9999"):
+        return None
+    try:
+        datetime.date.fromisoformat(day)
+    except ValueError:
+        return None
+    return day
+
+
+def _is_structure_only(version: ET.Element) -> bool:
+    """A wording that holds only structure headings (Título, Capítulo, Sección …), no article or text."""
+    roles = {role_for_class(p.get("class")) for p in version.iter("p")}
+    return bool(roles) and roles <= {*STRUCTURE_LEVELS, "anexo", "note"}
+
+
 def _precepto_blocks(bloque: ET.Element, chosen: ET.Element, version: Version) -> list[Block]:
-    """The blocks of one wording of an article or disposición: its first heading opens the unit."""
+    """The blocks of one wording of an article or disposición: its first heading opens the unit. A precepto
+    that is only structure headings (the BOE files some Secciones so) is those headings."""
     blocks = list(_blocks(chosen, version))
     headings = [i for i, b in enumerate(blocks) if b.role == "heading"]
+    if not headings and _is_structure_only(chosen):
+        return blocks
     if not headings:
         blocks.insert(0, Block("heading", bloque.get("titulo") or bloque.get("id") or "", None, version))
         headings = [0]
@@ -105,12 +131,19 @@ def _precepto_blocks(bloque: ET.Element, chosen: ET.Element, version: Version) -
 
 
 def _api_blocks(texto: ET.Element, as_of: str | None) -> Iterator[Block]:
+    """The blocks of the wording in force (on `as_of`). A bloque past its `fecha_caducidad` that day is left
+    out; in the current view an expired article stays, marked with its end (`Version.until`), while an expired
+    structure heading (a Sección that no longer exists) leaves the path of the articles after it."""
+    today = as_of or datetime.date.today().isoformat()
     for bloque in texto.iter("bloque"):
         versions = _versions(bloque, as_of)
         if not versions:
             continue
         chosen = versions[-1]
-        version = _version(chosen)
+        until = expiry(bloque)
+        if until is not None and until <= today and (as_of is not None or _is_structure_only(chosen)):
+            continue
+        version = _version(chosen, until)
         tipo, anchor = bloque.get("tipo"), bloque.get("id")
         if tipo == "preambulo":
             yield Block("preambulo", "", anchor, version)
@@ -162,6 +195,7 @@ def _earlier_wordings(boe_id: str, texto: ET.Element, as_of: str | None, units: 
                     version_published=version.published,
                     version_norma=version.norma,
                     version_until=until,
+                    status="vigente",  # replaced by a later wording, not repealed
                 )
             )
         history += earlier
@@ -209,6 +243,10 @@ def parse_api(data: bytes, origin: str, as_of: str | None = None, history: bool 
     fallback = origin_id[1] if origin_id else (first_version.get("id_norma") if first_version is not None else None)
     meta = _law_metadata(data_el.find("metadatos"), fallback, origin)
     articles = segment(meta["boe_id"], list(_api_blocks(texto, as_of)))
+    today = datetime.date.today().isoformat()
+    for article in articles:  # the current view keeps expired units, marked repealed from their end date
+        if as_of is None and article.version_until is not None and article.version_until <= today:
+            article.status = "derogado"
     law = Law(source_format="boe-api-xml", origin=origin, articles=articles, **meta)
     if history:
         law.history = _earlier_wordings(meta["boe_id"], texto, as_of, articles)

@@ -38,6 +38,7 @@ class Version:
     date: str | None = None  # in force from (ISO)
     published: str | None = None  # ISO
     norma: str | None = None  # BOE id of the law that gave the wording
+    until: str | None = None  # no longer in force from (ISO): the block's fecha_caducidad
 
 
 @dataclass
@@ -241,6 +242,25 @@ SIGNATURE_LINE = re.compile(
 )
 
 
+REPEALED_TEXT = re.compile(
+    r"^[(\[]?\s*(?:derogad[oa]s?|suprimid[oa]s?|sin\s+contenido|anulad[oa]s?|dejad[oa]s?\s+sin\s+(?:efecto|contenido))"
+    r"(?:\s+(?:por|en\s+virtud\s+de)\b[^)\]]*)?\s*[)\]]?\.?$",
+    re.IGNORECASE,
+)
+REPEALED_HEADING = re.compile(r"[(\[]\s*(?:derogad[oa]s?|suprimid[oa]s?|sin\s+contenido|anulad[oa]s?)\b", re.IGNORECASE)
+INDEX_HEADING = re.compile(r"^(?:[ÍI]NDICE|[ÍI]ndice)(?:\s+(?:GENERAL|general|SISTEMÁTICO|sistemático))?\.?$")
+INDEX_ENTRY = re.compile(
+    r"^(?:Libro|T[íi]tulo|Cap[íi]tulo|Secci[óo]n|Subsecci[óo]n|Art[íi]culos?|Disposici[óo]n(?:es)?|Anexo|Pre[áa]mbulo|"
+    r"LIBRO|T[ÍI]TULO|CAP[ÍI]TULO|SECCI[ÓO]N|DISPOSICI[ÓO]N(?:ES)?|ANEXO)\b",
+)
+
+
+def is_repealed(heading: str, text: str) -> bool:
+    """Whether a unit is marked repealed by the BOE's own words: a body that is only "(Derogado)", "(Sin
+    contenido)", "Suprimido por …" — or such a mark in its heading ("Artículo 74. (Derogado)")."""
+    return bool(REPEALED_TEXT.match(text.strip()) or (REPEALED_HEADING.search(heading) and len(text) < 200))
+
+
 def is_quoted(text: str) -> bool:
     """Headings quoted inside an amending provision (`«Artículo 11 bis. …`) belong to another law."""
     return text.lstrip()[:1] in "«\"“'‘>"
@@ -278,6 +298,7 @@ class Segmenter:
         self._group_heading: tuple[Block, str] | None = None
         self.in_signature = False
         self.quote_depth = 0  # inside «…» text that an amending provision inserts into another law
+        self.in_index = False  # inside a table of contents ("ÍNDICE"): its lines are not text of any unit
 
     # public -------------------------------------------------------------------------------------------
     def feed(self, blocks: list[Block]) -> list[Article]:
@@ -286,12 +307,25 @@ class Segmenter:
             if text or block.role in ("preambulo", "texto"):
                 self.prev_structure, self.last_structure = self.last_structure, None
                 role = block.role
+                if self._index_line(role, text):
+                    continue
                 if block.anchor is not None:
                     self.quote_depth = 0  # a new bloque of a consolidated text: never inside a quotation
                 elif self.quote_depth > 0 and role in ("heading", "anexo", *STRUCTURE_LEVELS):
                     role = "paragraph"  # a heading of the law being amended, quoted in full
                 getattr(self, f"_on_{role}", self._on_structure)(block, text)
         return self._finish()
+
+    def _index_line(self, role: str, text: str) -> bool:
+        """Whether this block belongs to a table of contents: the "ÍNDICE" line and the entries after it, up to
+        the first block that is no entry (the law's real first heading, or text)."""
+        if role == "paragraph" and INDEX_HEADING.match(text):
+            self.in_index = True
+            return True
+        if self.in_index and role == "paragraph" and INDEX_ENTRY.match(text) and len(text) < 300:
+            return True
+        self.in_index = False
+        return False
 
     # handlers -----------------------------------------------------------------------------------------
     def _on_preambulo(self, block: Block, text: str) -> None:
@@ -455,6 +489,8 @@ class Segmenter:
                 ident = f"{ident}-{seen[ident]}"
             anchor = unit.anchor or ident
             version = unit.version or Version()
+            text = "\n".join(unit.paragraphs)
+            status = "derogado" if is_repealed(unit.heading, text) else "vigente"
             articles.append(
                 Article(
                     article_id=ident,
@@ -462,13 +498,15 @@ class Segmenter:
                     number=unit.number,
                     heading=unit.heading,
                     path=unit.path,
-                    text="\n".join(unit.paragraphs),
+                    text=text,
                     url=article_url(self.boe_id, anchor),
                     anchor=anchor,
                     notes=tuple(unit.notes),
                     version_date=version.date,
                     version_published=version.published,
                     version_norma=version.norma,
+                    version_until=version.until,
+                    status=status,
                 )
             )
         return articles
