@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,7 +20,8 @@ from rich.table import Table
 from . import indexing, sources
 from .documents import Law
 from .embedding import default_model, recorded_runtime
-from .errors import LegalSearchError
+from .errors import LegalSearchError, UsageError
+from .progress import PlainProgress
 from .search import Filters, LegalSearch
 from .sources.fetch import BOEClient, default_cache
 
@@ -28,6 +30,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog="Environment: LEGALSEARCH_INDEX (index folder; default indexes/default), LEGALSEARCH_CACHE (downloaded "
+    "laws; default corpora/cache), LEGALSEARCH_MODEL (model of a new index; default "
+    "dariolopez/bge-m3-es-legal-tmp-3), LEGALSEARCH_MODELS (exported ONNX/OpenVINO models; default "
+    "~/.cache/legalsearch/models), LEGALSEARCH_BOE_API (BOE open-data API; default "
+    "https://www.boe.es/datosabiertos/api/legislacion-consolidada).",
+    rich_markup_mode=None,  # plain help: rich markup would eat every "[default …]" and "legalsearch[ray]"
 )
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -102,8 +110,11 @@ HistoryOpt = Annotated[
 ]
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+def fail(message: str | LegalSearchError, code: int | None = None) -> typer.Exit:
+    """One line on stderr and the exit to raise: 2 for usage errors (the caller must change the input), else 1."""
+    if code is None:
+        code = 2 if isinstance(message, UsageError) else 1
+    err.print(f"[red]error:[/red] {escape(str(message))}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -129,9 +140,9 @@ def fetch(
     try:
         wanted = [s.boe_id for s in sources.resolve(boe_ids)]
     except LegalSearchError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     if None in wanted:
-        raise fail("fetch takes BOE ids or lists of them, not law files")
+        raise fail("fetch takes BOE ids or lists of them, not law files", 2)
     for boe_id in wanted:
         try:
             path = client.get(boe_id, refresh=refresh)
@@ -144,11 +155,13 @@ def fetch(
 
 
 def _law_table(law: Law) -> Table:
-    table = Table(title=f"{law.boe_id} · {law.title}", title_justify="left", show_lines=False)
+    table = Table(title=f"{law.boe_id} · {escape(law.title)}", title_justify="left", show_lines=False)
     for column in ("id", "heading", "path", "chars"):
         table.add_column(column, overflow="fold", justify="right" if column == "chars" else "left")
     for article in law.articles:
-        table.add_row(article.article_id, article.heading, " › ".join(article.path), str(len(article.text)))
+        table.add_row(
+            article.article_id, escape(article.heading), escape(" › ".join(article.path)), str(len(article.text))
+        )
     return table
 
 
@@ -162,14 +175,18 @@ def parse(
     table: Annotated[bool, typer.Option(help="List every unit (id, heading, path, length).")] = True,
 ) -> None:
     """Show what would be indexed: per law, units by kind and the list of units."""
-    report = load_laws(source, cache, as_of, history)
+    try:
+        report = load_laws(source, cache, as_of, history)
+    except LegalSearchError as exc:
+        raise fail(exc) from None
     if as_json:
         json.dump([law.to_dict() for law in report.laws], sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
     else:
         for law in report.laws:
             counts = ", ".join(f"{kind}: {n}" for kind, n in law.counts().items())
-            out.print(f"[bold]{law.boe_id}[/bold] {law.title} [dim]({law.source_format}, {law.origin})[/dim]")
+            title = "" if law.title in ("", law.boe_id) else f" {escape(law.title)}"
+            out.print(f"[bold]{law.boe_id}[/bold]{title} [dim]({law.source_format}, {escape(law.origin)})[/dim]")
             out.print(f"  {len(law.articles)} units — {counts}")
             if history:
                 changed = len({a.article_id for a in law.history})
@@ -195,7 +212,22 @@ def _human_bytes(size: float) -> str:
 
 @app.command()
 def index(
-    source: SourcesArg,
+    source: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Argument(
+            help="Files, folders, BOE ids (BOE-A-1978-31229) or text files listing BOE ids, one per line "
+            "[default: --set basico].",
+            show_default=False,
+        ),
+    ] = None,
+    law_set: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--set",
+            help="A built-in set of laws: basico (CE, ET, LPAC, LAU: minutes on a CPU), codigos (the main codes), "
+            "justicio (the 40 laws of the legal model's training questions); repeatable.",
+        ),
+    ] = None,
     index_path: IndexOpt = None,
     model: ModelOpt = None,
     dims: Annotated[
@@ -243,10 +275,19 @@ def index(
     """Parse, chunk and embed laws into an index (adding to or updating an existing one)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    try:
+        source = list(source or []) + [str(sources.set_path(name)) for name in law_set or []]
+    except LegalSearchError as exc:
+        raise fail(exc) from None
+    if not source:
+        source = [str(sources.set_path("basico"))]
+        err.print("note: no SOURCE given: indexing the basic set (CE, ET, LPAC, LAU); --set codigos or --set "
+                  "justicio for more", soft_wrap=True)  # fmt: skip
     target = index_path or default_index()
     wanted_dims = _parse_dims(dims)
     client = BOEClient(cache=cache or default_cache())
     labels = {"parse": "Parsing sources", "embed": "Embedding chunks", "write": "Writing index"}
+    plain = PlainProgress(lambda line: print(line, file=sys.stderr, flush=True), labels)
     with Progress(
         TextColumn("{task.description:18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err, transient=False, disable=not err.is_terminal,
@@ -254,6 +295,8 @@ def index(
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
+            if not err.is_terminal:  # a log or a pipe: plain lines every 10 s or 10 %
+                return plain(stage, done, total)
             if stage not in tasks:
                 tasks[stage] = bars.add_task(labels[stage], total=total)
             bars.update(tasks[stage], completed=done, total=total)
@@ -269,7 +312,7 @@ def index(
             )  # fmt: skip
         except LegalSearchError as exc:
             report_errors(getattr(exc, "errors", []))
-            raise fail(str(exc)) from None
+            raise fail(exc) from None
         except KeyboardInterrupt:
             bars.stop()
             message = f"interrupted: {target} was not changed (an index is renamed into place only when complete)"
@@ -295,7 +338,7 @@ def _open(
     try:
         return LegalSearch.open(index_path or default_index(), model=model, backend=backend, precision=precision)
     except LegalSearchError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
 
 
 @app.command()
@@ -334,7 +377,7 @@ def ask(
             return
         hits = search.search(question, k=k, dim=dim, mode=mode, filters=filters, shortlist=shortlist)
     except LegalSearchError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     if as_json:
         json.dump([hit.to_dict() for hit in hits], sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
@@ -345,16 +388,15 @@ def ask(
     for hit in hits:
         how = " [green](cita)[/green]" if hit.match == "cita" else ""
         out.print(
-            f"[bold]{hit.rank}.[/bold] [cyan]{hit.score:.3f}[/cyan]  [bold]{hit.citation}[/bold]{how}", soft_wrap=True
+            f"[bold]{hit.rank}.[/bold] [cyan]{hit.score:.3f}[/cyan]  [bold]{escape(hit.citation)}[/bold]{how}",
+            soft_wrap=True,
         )
         if hit.path:
-            out.print(f"   [dim]{' › '.join(hit.path)}[/dim]", soft_wrap=True)
-        out.print(f"   {hit.heading}", soft_wrap=True)
-        if hit.version_until:
-            out.print(f"   [yellow]wording in force {hit.version_date} – {hit.version_until}[/yellow]", soft_wrap=True)
+            out.print(f"   [dim]{escape(' › '.join(hit.path))}[/dim]", soft_wrap=True)
+        out.print(f"   {escape(hit.heading)}", soft_wrap=True)
         snippet = " ".join(hit.matched_text.split("\n", 1)[-1].split())
-        out.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", soft_wrap=True)
-        out.print(f"   [blue]{hit.url}[/blue]", soft_wrap=True)
+        out.print(f"   {escape(snippet[:300])}{'…' if len(snippet) > 300 else ''}", soft_wrap=True)
+        out.print(f"   [blue]{escape(hit.url)}[/blue]", soft_wrap=True)
 
 
 @app.command()
@@ -403,12 +445,14 @@ def info(
             soft_wrap=True,
         )
         for law in search.laws():
-            out.print(f"  {law['boe_id']:18} {law['articles']:5} units  {law['title']}", soft_wrap=True)
+            title = "" if law["title"] in ("", law["boe_id"]) else escape(law["title"])
+            out.print(f"  {law['boe_id']:18} {law['articles']:5} units  {title}".rstrip(), soft_wrap=True)
     if verify:
         bad = verify_checksums(search.path, manifest)
         if bad:
-            raise fail(f"{search.path}: checksum mismatch in {', '.join(bad)}; rebuild the index")
-        err.print("checksums ok")
+            raise fail(f"{search.path}: checksum mismatch in {', '.join(bad)}; rebuild the index into a new --index")
+        line = f"checksums  ok: all {len(manifest['files'])} files match their sha256 in the manifest"
+        (err if as_json else out).print(line, soft_wrap=True)
 
 
 @app.command()
@@ -430,7 +474,7 @@ def serve(
     try:
         search.search("calentamiento", k=1)  # load the model and the index files once, before the first request
     except LegalSearchError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     err.print(f"serving {search.path} on http://{host}:{port} (docs at /docs)")
     uvicorn.run(create_app(search), host=host, port=port, log_level="warning")
 
@@ -441,7 +485,7 @@ def _parse_dims(dims: str | None) -> list[int] | None:
     try:
         return [int(d) for d in dims.replace(" ", "").split(",") if d]
     except ValueError:
-        raise fail(f"--dims {dims!r}: give numbers separated by commas, e.g. 1024,256,64") from None
+        raise fail(f"--dims {dims!r}: give numbers separated by commas, e.g. 1024,256,64", 2) from None
 
 
 @app.command("eval")
@@ -482,9 +526,9 @@ def evaluate(
             search = _open(index_path, model, backend, precision)
             report = evaluate_index(search, load_questions(questions), wanted, mode)
         else:
-            raise fail("give a QUESTIONS.jsonl file, or --pairs PAIRS.jsonl")
+            raise fail("give a QUESTIONS.jsonl file, or --pairs PAIRS.jsonl", 2)
     except LegalSearchError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     title = f"{report.protocol} · mode {report.mode} · {report.questions} questions · {report.model}"
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
@@ -501,4 +545,6 @@ def evaluate(
 
 
 def main() -> None:
+    if not os.environ.get("LEGALSEARCH_DEBUG"):
+        warnings.simplefilter("ignore")  # third-party warnings never reach the user; our own errors are lines
     app()

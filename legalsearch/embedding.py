@@ -13,6 +13,7 @@ index; an int8 model is its own quantisation, so an index embedded with one is q
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -20,6 +21,7 @@ import re
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,23 @@ FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")  # the same weights: their vectors a
 CPU_DEFAULT = ("openvino", "bf16")
 GPU_DEFAULT = ("torch", "fp16")
 EXPORT_FOLDERS = ("onnx", "openvino")  # written beside a model by `_ensure_exported`; not part of its fingerprint
+
+
+@contextlib.contextmanager
+def quiet_third_party():
+    """Keep the libraries that load, export and run models from talking to the user: their warnings (tracer
+    warnings of an export, deprecations) and their log lines below ERROR ("Could not infer whether the model was
+    already converted…", NNCF's tables). Libraries such as optimum reset their own loggers' levels when first
+    imported, so this disables logging below ERROR for the block rather than setting levels. What matters
+    reaches the user as our own notes and errors."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
 
 
 def default_model() -> str:
@@ -156,7 +175,7 @@ class Encoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # longest first: batches of similar length waste less padding (sentence-transformers does the same)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        with self._lock:
+        with self._lock, quiet_third_party():
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
                 vectors = self.model.encode(
@@ -254,14 +273,32 @@ def runtime_compatible(recorded: dict, backend: str, precision: str, variant: st
 def check_runtime(recorded: dict, info: EncoderInfo, where: object) -> None:
     """Refuse an encoder whose vectors cannot be mixed with those of the index at `where` (see
     `runtime_compatible`), naming the runtime that can."""
-    if runtime_compatible(recorded, info.backend, info.precision, info.variant):
-        return
+    if not runtime_compatible(recorded, info.backend, info.precision, info.variant):
+        raise _incompatible(recorded, info.runtime, where)
+
+
+def _incompatible(recorded: dict, runtime: str, where: object) -> ModelError:
     backend, precision = recorded_runtime(recorded)
-    raise ModelError(
-        f"{where} was embedded with {backend} {precision}; it cannot be mixed with or queried by {info.runtime} "
+    return ModelError(
+        f"{where} was embedded with {backend} {precision}; it cannot be mixed with or queried by {runtime} "
         f"vectors (an int8 model is its own quantisation of the weights): use --backend {backend} "
         f"--precision {precision}, or rebuild into another --index"
     )
+
+
+def check_requested_runtime(recorded: dict, backend: str | None, precision: str | None, where: object) -> None:
+    """Refuse, before any model is loaded, exported or quantised, a runtime asked for (`--backend`,
+    `--precision`) whose vectors could not be mixed with those of the index at `where`."""
+    if precision is None:
+        return
+    if backend is None:
+        backend = next((b for b in (CPU_DEFAULT[0], *BACKENDS) if precision in PRECISIONS[b]), None)
+        if backend is None:
+            return  # resolve_runtime names the unknown precision
+        if precision == "int8" and recorded_runtime(recorded)[1] == "int8":
+            backend = recorded_runtime(recorded)[0]
+    if not runtime_compatible(recorded, backend, precision):
+        raise _incompatible(recorded, f"{backend} {precision}", where)
 
 
 def query_runtime(recorded: dict, device: str) -> tuple[str, str]:
@@ -363,7 +400,13 @@ def _ensure_exported(folder: Path, backend: str, precision: str, notify: Callabl
     return relative
 
 
-def load_encoder(
+def load_encoder(*args, **kwargs) -> Encoder:
+    """`_load_encoder`, with third-party warnings and log lines kept from the user (`quiet_third_party`)."""
+    with quiet_third_party():
+        return _load_encoder(*args, **kwargs)
+
+
+def _load_encoder(
     model_id: str | None = None,
     device: str | None = None,
     notify: Callable[[str], None] | None = None,
@@ -427,7 +470,8 @@ def load_encoder(
             if backend == "openvino":  # OpenVINO runs "fp32" models in bf16 on CPUs that have it, unless told
                 hint = {"fp32": "f32", "bf16": "bf16"}.get(precision)
                 kwargs["ov_config"] = {"INFERENCE_PRECISION_HINT": hint} if hint else {}
-            model = SentenceTransformer(str(folder), device=device, backend=backend, model_kwargs=kwargs)
+            with quiet_third_party():  # again: optimum's exporter turns logging back on when it is done
+                model = SentenceTransformer(str(folder), device=device, backend=backend, model_kwargs=kwargs)
     except ModelError:
         raise
     except Exception as exc:
