@@ -399,6 +399,90 @@ def ask(
         out.print(f"   [blue]{escape(hit.url)}[/blue]", soft_wrap=True)
 
 
+def _given_by(norma: str | None, boe_id: str) -> str:
+    if not norma:
+        return ""
+    return ", texto original" if norma == boe_id else f", redacción dada por {norma}"
+
+
+@app.command()
+def diff(
+    boe_id: Annotated[str, typer.Argument(help="The law's BOE id, e.g. BOE-A-1978-31229.")],
+    article: Annotated[str, typer.Argument(help="The unit: a135, da1 … (as in its BOE link after #).")],
+    date_from: Annotated[str, typer.Option("--from", help="The earlier date, YYYY-MM-DD.")],
+    date_to: Annotated[str, typer.Option("--to", help="The later date, YYYY-MM-DD.")],
+    index_path: IndexOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Both texts, their dates and norms, and the spans.")] = False,
+) -> None:
+    """Word-level diff between the wordings of a unit in force on two dates (index built with --history)."""
+    search = _open(index_path)
+    try:
+        result = search.diff(boe_id, article, date_from, date_to)
+    except LegalSearchError as exc:
+        raise fail(exc) from None
+    if as_json:
+        json.dump(result, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return
+    from rich.text import Text
+
+    for side, label in (("from", "desde"), ("to", "hasta")):
+        w = result[side]
+        norma = _given_by(w["version_norma"], result["boe_id"])
+        out.print(f"[bold]{label} {w['date']}[/bold]: redacción vigente desde el {w['version_date']}{norma}  "
+                  f"[blue]{escape(w['url'])}[/blue]", soft_wrap=True)  # fmt: skip
+    if not result["changed"]:
+        out.print("Sin cambios: la misma redacción en las dos fechas.")
+        return
+    text = Text()
+    for span in result["spans"]:
+        if span["op"] in ("delete", "replace"):
+            text.append(span["old"], style="red strike")
+        if span["op"] in ("insert", "replace"):
+            text.append(span["new"], style="green underline")
+        if span["op"] == "equal":
+            text.append(span["old"])
+    if not out.is_terminal:  # plain text where colours do not show: [-removed-] {+added+}
+        text = Text("".join(
+            {"equal": sp["old"], "delete": f"[-{sp['old']}-]", "insert": f"{{+{sp['new']}+}}",
+             "replace": f"[-{sp['old']}-]{{+{sp['new']}+}}"}[sp["op"]] for sp in result["spans"]
+        ))  # fmt: skip
+    out.print(text, soft_wrap=True)
+
+
+@app.command()
+def changes(
+    since: Annotated[str, typer.Option("--since", help="From this date on, YYYY-MM-DD.")],
+    until: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--until", help="Up to this date, YYYY-MM-DD [default: today and after]."),
+    ] = None,
+    law: LawOpt = None,
+    index_path: IndexOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the feed as JSON.")] = False,
+) -> None:
+    """The units whose wording changed since a date, by law, with the norm that changed each."""
+    search = _open(index_path)
+    try:
+        feed = search.changes(since, until, tuple(law or ()))
+    except LegalSearchError as exc:
+        raise fail(exc) from None
+    if as_json:
+        json.dump(feed, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return
+    if not feed:
+        out.print(f"Sin cambios desde el {since} en las redacciones que guarda {search.path}.")
+        return
+    for entry in feed:
+        name = f" ({entry['short_name']})" if entry["short_name"] else ""
+        title = "" if entry["title"] == entry["boe_id"] else f" {escape(entry['title'])}"
+        out.print(f"[bold]{entry['boe_id']}[/bold]{name}{title}", soft_wrap=True)
+        for change in entry["changes"]:
+            out.print(f"  {change['version_date']}  {escape(change['heading'])} — modificado por "
+                      f"{change['version_norma']}  [blue]{escape(change['url'])}[/blue]", soft_wrap=True)  # fmt: skip
+
+
 @app.command()
 def info(
     index_path: IndexOpt = None,
@@ -477,6 +561,28 @@ def serve(
         raise fail(exc) from None
     err.print(f"serving {search.path} on http://{host}:{port} (docs at /docs)")
     uvicorn.run(create_app(search), host=host, port=port, log_level="warning")
+
+
+@app.command("mcp")
+def mcp_server(
+    index_path: IndexOpt = None,
+    http: Annotated[bool, typer.Option("--http", help="Streamable HTTP on 127.0.0.1 instead of stdio.")] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of --http.")] = 8765,
+    backend: BackendOpt = None,
+    precision: PrecisionOpt = None,
+) -> None:
+    """Serve the index as Model Context Protocol tools (search, get_article, list_laws, diff_wordings, changes)."""
+    try:
+        from .mcp_server import create_server
+    except ImportError:
+        raise fail("the MCP server needs the mcp SDK: pip install 'legalsearch[mcp]'") from None
+    search = _open(index_path, None, backend, precision)
+    server = create_server(search)
+    if http:
+        err.print(f"MCP over streamable HTTP at http://127.0.0.1:{port}/mcp ({search.path})")
+        server.run("streamable-http", host="127.0.0.1", port=port)
+    else:
+        server.run("stdio")
 
 
 def _parse_dims(dims: str | None) -> list[int] | None:

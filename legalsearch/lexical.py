@@ -4,6 +4,7 @@ index folder; rebuilt with the index on every write, so it always covers exactly
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -33,6 +34,18 @@ def analyze(texts: Sequence[str]) -> list[list[str]]:
         folded, token_pattern=TOKEN_PATTERN, stopwords=stopwords, stemmer=stemmer, return_ids=False,
         show_progress=False,
     )  # fmt: skip
+
+
+def stems(text: str) -> set[str]:
+    """The stems BM25 matches `text` by (folded, stopwords out): to mark a query's words in a passage."""
+    _, stemmer, stopwords = _analysis()
+    words = [w for w in re.findall(TOKEN_PATTERN, fold(text)) if w not in set(stopwords)]
+    return set(stemmer.stemWords(words))
+
+
+def stem(word: str) -> str:
+    _, stemmer, _ = _analysis()
+    return stemmer.stemWord(fold(word))
 
 
 def build(texts: Sequence[str], folder: Path) -> None:

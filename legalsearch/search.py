@@ -25,6 +25,7 @@ from .errors import IndexFormatError, ModelError, QueryError, UsageError
 from .indexing import same_model
 from .sources.structure import fold
 from .store import DATABASE, VECTORS, check_files, connect, read_manifest
+from .wordings import Wording, law_url, norma_url, word_diff
 
 MAX_QUERY_CHARS = 4000
 MAX_K = 1000
@@ -728,12 +729,93 @@ class LegalSearch:
         data = dict(chosen[0])
         data["path"], data["notes"] = json.loads(data["path"]), json.loads(data["notes"])
         data["wordings"] = [
-            {"version_date": r["version_date"], "version_until": r["version_until"], "url": r["url"]} for r in rows
-        ]
+            {"version_date": r["version_date"], "version_until": r["version_until"],
+             "version_norma": r["version_norma"], "norma_url": norma_url(r["version_norma"]), "url": r["url"]}
+            for r in rows
+        ]  # fmt: skip
         data["status"] = "derogado" if data.pop("repealed") else "vigente"
         data["short_name"] = short_name(boe_id)
         del data["id"], data["position"], data["wording"]
         return data
+
+    @_index_errors
+    def diff(self, boe_id: str, article_id: str, date_from: str, date_to: str) -> dict:
+        """The word-level diff between the wordings of one unit in force on `date_from` and on `date_to`: both
+        texts with their dates, links and modifying norms, and the spans (equal, delete, insert, replace).
+        `QueryError` when the law or unit is not in the index, the index holds no earlier wordings, or the unit
+        was not in force on a date."""
+        _check_date(date_from)
+        _check_date(date_to)
+        if self.law(boe_id) is None:
+            raise QueryError(f"law {boe_id} is not in this index; `legalsearch info` lists what it holds")
+        wordings = self._wordings(boe_id, article_id)
+        if not wordings:
+            raise QueryError(f"{boe_id} has no unit {article_id!r}")
+        if not self.has_history:
+            raise QueryError(
+                f"{self.path} holds only the wording in force of each unit; index the law's BOE API XML with "
+                "`legalsearch index SOURCE --history` to compare wordings"
+            )
+        old, new = (self.article(boe_id, article_id, as_of=day) for day in (date_from, date_to))
+        for day, found in ((date_from, old), (date_to, new)):
+            if found is None:
+                first = min((w["version_date"] for w in wordings if w["version_date"]), default="?")
+                raise QueryError(
+                    f"{boe_id} {article_id} was not in force on {day} (its first wording is from {first}; the "
+                    "last may have expired); pick dates when it was"
+                )
+        spans = word_diff(old["text"], new["text"])
+        return {
+            "boe_id": boe_id, "article_id": article_id, "heading": new["heading"], "law_title": new["law_title"],
+            "short_name": short_name(boe_id),
+            "from": {"date": date_from, **_wording(old).to_dict(), "heading": old["heading"]},
+            "to": {"date": date_to, **_wording(new).to_dict(), "heading": new["heading"]},
+            "changed": any(span.op != "equal" for span in spans),
+            "spans": [asdict(span) for span in spans],
+        }  # fmt: skip
+
+    def _wordings(self, boe_id: str, article_id: str) -> list[dict]:
+        rows = self._db().execute(
+            "SELECT version_date, version_until, version_norma, url FROM articles WHERE boe_id = ? AND article_id = ? "
+            "ORDER BY version_date IS NOT NULL, version_date",
+            (boe_id, article_id),
+        )
+        return [dict(row) for row in rows]
+
+    @_index_errors
+    def changes(self, since: str, until: str | None = None, laws: tuple[str, ...] = ()) -> list[dict]:
+        """The units that got a new wording from `since` on (until `until`, inclusive), grouped by law, the law
+        changed most recently first: each with its date, the norm that gave the wording and links. Read from
+        the wordings' dates; a law's own first wording is no change."""
+        _check_date(since)
+        if until is not None:
+            _check_date(until)
+        where, args = ["a.version_date >= ?", "a.version_norma IS NOT NULL", "a.version_norma != a.boe_id"], [since]
+        if until is not None:
+            where.append("a.version_date <= ?")
+            args.append(until)
+        if laws:
+            where.append(f"a.boe_id IN ({', '.join('?' * len(laws))})")
+            args += laws
+        rows = self._db().execute(
+            "SELECT a.boe_id, a.article_id, a.heading, a.version_date, a.version_until, a.version_norma, a.url, "
+            f"a.wording, l.title FROM articles a JOIN laws l USING (boe_id) WHERE {' AND '.join(where)} "
+            "ORDER BY a.version_date DESC, a.boe_id, a.position",
+            args,
+        )
+        grouped: dict[str, dict] = {}
+        for row in rows:
+            law = grouped.setdefault(
+                row["boe_id"],
+                {"boe_id": row["boe_id"], "title": row["title"], "short_name": short_name(row["boe_id"]),
+                 "url": law_url(row["boe_id"]), "changes": []},
+            )  # fmt: skip
+            law["changes"].append(
+                {"article_id": row["article_id"], "heading": row["heading"], "version_date": row["version_date"],
+                 "version_until": row["version_until"], "version_norma": row["version_norma"],
+                 "norma_url": norma_url(row["version_norma"]), "url": row["url"], "in_force": row["wording"] == ""}
+            )  # fmt: skip
+        return list(grouped.values())
 
     @_index_errors
     def context(self, query: str, k: int = 5, max_tokens: int = 2000, **options) -> str:
@@ -774,6 +856,10 @@ class LegalSearch:
             "AND a.wording = '' GROUP BY l.boe_id ORDER BY l.rowid"
         )
         return [dict(row) for row in rows]
+
+
+def _wording(row: dict) -> Wording:
+    return Wording(row["version_date"], row["version_until"], row["version_norma"], row["url"], row["text"])
 
 
 def _check_date(as_of: str) -> None:

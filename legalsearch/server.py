@@ -20,6 +20,7 @@ from .dates import check_day
 from .embedding import recorded_runtime
 from .errors import LegalSearchError, QueryError, UsageError
 from .search import MAX_QUERY_CHARS, Filters, LegalSearch
+from .web import add_pages
 
 MAX_K = 100  # the CLI and Python allow up to search.MAX_K (1000): a server bounds the work one request costs
 MAX_BATCH = 64
@@ -156,6 +157,7 @@ def create_app(search: LegalSearch) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(LegalSearchError, _library_error)
+    add_pages(app, search)
     app.add_middleware(BodyLimit)
 
     def run(queries: list[str], options: SearchOptions) -> list[list[dict]]:
@@ -201,6 +203,31 @@ def create_app(search: LegalSearch) -> FastAPI:
         if found is None:
             raise HTTPException(status_code=404, detail=f"{boe_id} has no unit {article_id!r}; see GET /laws/{boe_id}")
         return found
+
+    @app.get("/laws/{boe_id}/articles/{article_id}/diff", summary="Word-level diff of a unit between two dates")
+    def article_diff(
+        boe_id: Annotated[str, Path(max_length=40)],
+        article_id: Annotated[str, Path(max_length=60)],
+        date_from: Annotated[Day, Query(alias="from", description="the earlier date (YYYY-MM-DD)")] = None,
+        date_to: Annotated[Day, Query(alias="to", description="the later date (YYYY-MM-DD)")] = None,
+    ) -> dict:
+        if date_from is None or date_to is None:
+            raise HTTPException(status_code=422, detail="give both dates: ?from=YYYY-MM-DD&to=YYYY-MM-DD")
+        try:
+            return search.diff(boe_id, article_id, date_from, date_to)
+        except QueryError as exc:
+            status = 404 if "is not in this index" in str(exc) or "has no unit" in str(exc) else 400
+            raise HTTPException(status_code=status, detail=str(exc)) from None
+
+    @app.get("/changes", summary="Units whose wording changed since a date, by law")
+    def changes(
+        since: Annotated[Day, Query(description="from this date on (YYYY-MM-DD)")] = None,
+        until: Annotated[Day, Query(description="up to this date (YYYY-MM-DD)")] = None,
+        law: Annotated[list[Annotated[str, Field(max_length=40)]] | None, Query(max_length=50)] = None,
+    ) -> list[dict]:
+        if since is None:
+            raise HTTPException(status_code=422, detail="give a date: ?since=YYYY-MM-DD")
+        return search.changes(since, until, tuple(law or ()))
 
     @app.get("/health", summary="Liveness and what is loaded")
     def health() -> dict:

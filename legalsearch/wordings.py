@@ -1,0 +1,56 @@
+"""Comparing wordings: the word-level diff between the wordings of a unit in force on two dates, and the change
+feed (which units got a new wording since a date, and from which norm). Both read the wordings an index holds:
+`index --history` keeps every earlier one; without it only the wording in force is there."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import asdict, dataclass
+
+from .documents import BOE_URL
+
+TOKEN = re.compile(r"\s+|[^\s]+")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A run of the diff: `op` is equal, delete, insert or replace; `old` is the text it had, `new` the text it has."""
+
+    op: str
+    old: str
+    new: str
+
+
+def word_diff(old: str, new: str) -> list[Span]:
+    """Word-level spans turning `old` into `new` (whitespace kept, so joining `old` of every span gives `old`)."""
+    a, b = TOKEN.findall(old), TOKEN.findall(new)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return [Span(op, "".join(a[i1:i2]), "".join(b[j1:j2])) for op, i1, i2, j1, j2 in matcher.get_opcodes()]
+
+
+def norma_url(boe_id: str | None) -> str | None:
+    """The BOE's page of the norm that gave a wording."""
+    return f"https://www.boe.es/buscar/doc.php?id={boe_id}" if boe_id else None
+
+
+@dataclass
+class Wording:
+    """One wording of a unit, as the diff and the feed show it."""
+
+    version_date: str | None
+    version_until: str | None
+    version_norma: str | None
+    url: str
+    text: str
+
+    @property
+    def norma_url(self) -> str | None:
+        return norma_url(self.version_norma)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "norma_url": self.norma_url}
+
+
+def law_url(boe_id: str) -> str:
+    return BOE_URL.format(boe_id=boe_id)
