@@ -63,17 +63,39 @@ class LexicalIndex:
         self.size = int(self.retriever.scores["num_docs"])
         self.vocab = self.retriever.vocab_dict
 
-    def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
+    def search(
+        self,
+        queries: Sequence[str],
+        k: int,
+        mask: np.ndarray | None = None,
+        expansions: Sequence[str] | None = None,
+        weight: float = 0.0,
+    ) -> list[list[tuple[int, float]]]:
         """(chunk row, score) of the best `k` chunks per query, best first; rows where `mask` is 0 are left out.
-        A query with no indexed word has no results."""
+        `expansions[i]` (legal terms for query i) adds `weight` times their BM25 score. A query with no indexed
+        word has no results."""
+        expanded = analyze(expansions) if expansions is not None and weight > 0 else None
         results: list[list[tuple[int, float]]] = []
-        for tokens in analyze(queries):
+        for i, tokens in enumerate(analyze(queries)):
             known = [t for t in tokens if t in self.vocab]
-            if not known:
+            extra = [t for t in dict.fromkeys(expanded[i]) if t in self.vocab and t not in known] if expanded else []
+            if not known and not extra:
                 results.append([])
-                continue
-            rows, scores = self.retriever.retrieve(
-                [known], k=min(k, self.size), show_progress=False, weight_mask=mask, n_threads=1
-            )
-            results.append([(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0])
+            elif not extra:
+                rows, scores = self.retriever.retrieve(
+                    [known], k=min(k, self.size), show_progress=False, weight_mask=mask, n_threads=1
+                )
+                results.append([(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0])
+            else:
+                results.append(self._weighted(known, extra, weight, k, mask))
         return results
+
+    def _weighted(self, known: list[str], extra: list[str], weight: float, k: int, mask) -> list[tuple[int, float]]:
+        scores = self.retriever.get_scores(extra) * weight
+        if known:
+            scores += self.retriever.get_scores(known)
+        if mask is not None:
+            scores *= mask
+        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
+        top = top[np.lexsort((top, -scores[top]))]
+        return [(int(r), float(scores[r])) for r in top if scores[r] > 0]

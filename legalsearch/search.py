@@ -23,6 +23,7 @@ from .documents import ARTICLE_KINDS
 from .embedding import Encoder, check_requested_runtime, check_runtime, load_encoder, matryoshka
 from .errors import IndexFormatError, ModelError, QueryError, UsageError
 from .indexing import same_model
+from .lexicon import expansion
 from .sources.structure import fold
 from .store import DATABASE, VECTORS, check_files, connect, read_manifest
 from .wordings import Wording, law_url, norma_url, word_diff
@@ -491,6 +492,12 @@ class LegalSearch:
                     ) from None
             return self._bm25
 
+    @property
+    def lexicon_weight(self) -> float:
+        """How much the legal terms of the lexicon (`lexicon.expansion`) count in BM25, against the query's own
+        words (manifest `defaults.lexicon_weight`; 0: no expansion)."""
+        return float(self.manifest.get("defaults", {}).get("lexicon_weight") or 0.0)
+
     def _lexical_articles(self, queries: list[str], depth: int, allowed) -> list[list[tuple[int, float, int]]]:
         lexical = self._lexical()
         mask = None
@@ -498,7 +505,9 @@ class LegalSearch:
             mask = np.zeros(lexical.size, dtype=np.float32)
             mask[allowed] = 1.0
         total = self._candidates(allowed)
-        return self._until_enough(lambda n: lexical.search(queries, n, mask), depth, total)
+        weight = self.lexicon_weight
+        expansions = [expansion(q) for q in queries] if weight > 0 else None
+        return self._until_enough(lambda n: lexical.search(queries, n, mask, expansions, weight), depth, total)
 
     def _hybrid_articles(self, queries, vectors, depth: int, dim: int, allowed):
         weights = {"dense": 1.0, "lexical": 1.0, **self.manifest.get("defaults", {}).get("hybrid_weights", {})}

@@ -279,7 +279,7 @@ def test_manifest_is_plain_json_and_no_pickle(laws_dir: Path, tmp_path: Path, en
     assert manifest["format_version"] == FORMAT_VERSION and manifest["chunking"]["max_tokens"] == 512
     assert manifest["defaults"] == {
         "mode": "hybrid", "dim": 128, "k": 5, "hybrid_weights": {"dense": 1.0, "lexical": 1.0},
-        "funnel_dim": 64, "funnel_shortlist": 1000,
+        "funnel_dim": 64, "funnel_shortlist": 1000, "lexicon_weight": 0.3,
     }  # fmt: skip
     assert manifest["lexical"]["kind"] == "bm25" and manifest["faiss"]["quantize"] == "none"
     assert {"legalsearch.sqlite", "vectors.f16.npy", "faiss/dim-128.faiss", "faiss/dim-64.faiss"} <= set(
