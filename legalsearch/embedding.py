@@ -13,7 +13,6 @@ index; an int8 model is its own quantisation, so an index embedded with one is q
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -21,7 +20,6 @@ import re
 import shutil
 import tempfile
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import ModelError
+from .quiet import quiet_third_party
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -49,23 +48,6 @@ FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")  # the same weights: their vectors a
 CPU_DEFAULT = ("openvino", "bf16")
 GPU_DEFAULT = ("torch", "fp16")
 EXPORT_FOLDERS = ("onnx", "openvino")  # written beside a model by `_ensure_exported`; not part of its fingerprint
-
-
-@contextlib.contextmanager
-def quiet_third_party():
-    """Keep the libraries that load, export and run models from talking to the user: their warnings (tracer
-    warnings of an export, deprecations) and their log lines below ERROR ("Could not infer whether the model was
-    already converted…", NNCF's tables). Libraries such as optimum reset their own loggers' levels when first
-    imported, so this disables logging below ERROR for the block rather than setting levels. What matters
-    reaches the user as our own notes and errors."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(previous)
 
 
 def default_model() -> str:

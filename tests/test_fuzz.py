@@ -55,6 +55,19 @@ def test_random_bytes_parse_or_raise_parse_error(prefix: bytes, noise: bytes) ->
     parses_or_refuses(prefix + noise, "fuzz.bin")
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"<?xml version='1.0' encoding='ttf-8'?><response><data><texto/></data></response>",  # found by fuzzing
+        b"<?xml version='1.0' encoding='utf-8'?><documento><texto>\x00</texto></documento>",
+        b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF",
+    ],
+)
+def test_inputs_fuzzing_found_are_parse_errors(data: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_bytes(data, "found.xml")
+
+
 @st.composite
 def mutated(draw) -> tuple[str, bytes]:
     name = draw(st.sampled_from(SEEDS))

@@ -41,6 +41,8 @@ def _root(data: bytes, origin: str) -> ET.Element:
         return ET.fromstring(data)
     except ET.ParseError as exc:
         raise ParseError(origin, f"malformed or truncated XML ({exc})") from None
+    except (LookupError, ValueError) as exc:  # e.g. an XML declaration naming an unknown encoding
+        raise ParseError(origin, f"unreadable XML ({exc})") from None
 
 
 def _text(element: ET.Element | None) -> str:

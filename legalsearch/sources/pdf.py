@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from ..documents import Law
 from ..errors import ParseError
+from ..quiet import quiet_third_party
 from .boe_xml import BOE_ID
 from .structure import segment
 from .text import heading_role, line_blocks
@@ -91,15 +92,16 @@ def _paragraphs(lines: list[str]) -> Iterator[str]:
 
 
 def parse(data: bytes, origin: str) -> Law:
-    try:
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
+    from pypdf import PdfReader
 
-        reader = PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
-        info = reader.metadata or {}
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise ParseError(origin, f"unreadable PDF ({exc})") from None
+    try:
+        with quiet_third_party():  # pypdf logs a warning for every flaw it repairs
+            reader = PdfReader(io.BytesIO(data))
+            pages = [page.extract_text() or "" for page in reader.pages]
+            info = reader.metadata or {}
+    except Exception as exc:  # pypdf raises many kinds on a damaged file; each one means "unreadable PDF"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ParseError(origin, f"unreadable PDF ({reason})") from None
     if not "".join(pages).strip():
         raise ParseError(origin, "the PDF has no text layer (a scan?); run OCR on it first")
     subject = str(info.get("/Subject") or "")
