@@ -132,6 +132,42 @@ def resolve_law(text: str, titles: dict[str, str]) -> str | None:
     return None
 
 
+NAMED_YEAR = re.compile(
+    r"\b(?P<before>antes\s+de(?:\s+la\s+reforma)?(?:\s+de)?|en(?:\s+el\s+ano)?|durante(?:\s+el\s+ano)?|"
+    r"a\s+fecha\s+de|vigente\s+en|en\s+vigor\s+en)\s+(?P<year>1[89]\d\d|20\d\d)\b(?!\s*/)"
+)
+
+
+def named_day(query: str) -> str | None:
+    """The day a question asks about, from the year it names: "en 2010" → the end of 2010, "antes de la reforma
+    de 2011" → the end of 2010. None when it names no year that way (a law's number such as "Ley 39/2015" or
+    the date in a law's title is no such year)."""
+    m = NAMED_YEAR.search(fold(query))
+    if m is None:
+        return None
+    year = int(m["year"]) - (1 if m["before"].startswith("antes") else 0)
+    return f"{year}-12-31"
+
+
+def named_law(query: str, titles: dict[str, str]) -> str | None:
+    """The BOE id of the one law of an index a question names anywhere ("en el Estatuto de los Trabajadores",
+    "según la LPAC", "Ley 39/2015"), by its number or a known name; None when it names none, or several."""
+    phrase = re.sub(r"\s+", " ", fold(query))
+    found: set[str] = set()
+    for m in NUMBERED_LAW.finditer(phrase):
+        law = resolve_law(m.group(0), titles)
+        if law is not None:
+            found.add(law)
+    words = re.findall(r"[a-z0-9]+", phrase)
+    for i in range(len(words)):
+        for length in range(min(len(words) - i, 5), 0, -1):
+            alias = ALIASES.get(" ".join(words[i : i + length]))
+            if alias in titles:
+                found.add(alias)
+                break
+    return found.pop() if len(found) == 1 else None
+
+
 def find_citation(query: str, titles: dict[str, str]) -> Citation | None:
     """The article a query cites, when it names one of an index's laws (or the index holds one law)."""
     for m in CITATION.finditer(query):

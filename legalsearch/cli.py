@@ -100,6 +100,11 @@ AsOfOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--as-of", help="Use the wording in force on this date (YYYY-MM-DD), where the source has versions."),
 ]
+RerankOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--rerank", help="Rescore the first hits with this CrossEncoder (hub id or folder) [off]."),
+]
+RerankDepthOpt = Annotated[int, typer.Option("--rerank-depth", min=1, max=200, help="How many hits --rerank rescores.")]
 HistoryOpt = Annotated[
     bool,
     typer.Option(
@@ -365,6 +370,8 @@ def ask(
     budget: Annotated[int, typer.Option("--budget", min=1, help="Token budget of --context.")] = 2000,
     backend: BackendOpt = None,
     precision: PrecisionOpt = None,
+    rerank: RerankOpt = None,
+    rerank_depth: RerankDepthOpt = 20,
 ) -> None:
     """Answer a question with the articles that best match it, cited."""
     search = _open(index_path, model, backend, precision)
@@ -375,7 +382,10 @@ def ask(
                 search.context(question, k=k, max_tokens=budget, dim=dim, mode=mode, filters=filters) + "\n"
             )
             return
-        hits = search.search(question, k=k, dim=dim, mode=mode, filters=filters, shortlist=shortlist)
+        hits = search.search(
+            question, k=k, dim=dim, mode=mode, filters=filters, shortlist=shortlist, rerank=rerank,
+            rerank_depth=rerank_depth,
+        )  # fmt: skip
     except LegalSearchError as exc:
         raise fail(exc) from None
     if as_json:
@@ -618,19 +628,34 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     backend: BackendOpt = None,
     precision: PrecisionOpt = None,
+    ablate: Annotated[
+        bool, typer.Option("--ablate", help="Each ranking component's contribution: every prior off, the lexicon off.")
+    ] = False,
+    rerank: RerankOpt = None,
 ) -> None:
     """Retrieval metrics per Matryoshka dim, named and defined as on the model card."""
     from .embedding import dims_for, load_encoder
-    from .evaluation import METRIC_NAMES, evaluate_index, evaluate_pairs, load_pairs, load_questions, write_report
+    from .evaluation import (
+        METRIC_NAMES,
+        ablation,
+        evaluate_index,
+        evaluate_pairs,
+        load_pairs,
+        load_questions,
+        write_report,
+    )
 
     wanted = _parse_dims(dims)
     try:
         if pairs is not None:
             encoder = load_encoder(model or default_model(), backend=backend, precision=precision)
             report = evaluate_pairs(encoder, load_pairs(pairs), dims_for(encoder.dim, wanted), batch_size)
+        elif questions is not None and ablate:
+            search = _open(index_path, model, backend, precision)
+            return _print_ablation(ablation(search, load_questions(questions), mode, rerank), search, mode)
         elif questions is not None:
             search = _open(index_path, model, backend, precision)
-            report = evaluate_index(search, load_questions(questions), wanted, mode)
+            report = evaluate_index(search, load_questions(questions), wanted, mode, rerank=rerank)
         else:
             raise fail("give a QUESTIONS.jsonl file, or --pairs PAIRS.jsonl", 2)
     except LegalSearchError as exc:
@@ -648,6 +673,56 @@ def evaluate(
     if output is not None:
         for path in write_report(report, output):
             err.print(f"wrote {path}")
+
+
+def _print_ablation(rows: list[dict], search: LegalSearch, mode: str | None) -> None:
+    title = (
+        f"ablation · mode {mode or search.default_mode} · dim {search.default_dim} · {search.manifest['model']['id']}"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("variant", "acc@1", "acc@10", "MRR@10", "NDCG@10", "Δ MRR@10"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for row in rows:
+        values = [f"{row[m]:.4f}" for m in ("acc@1", "acc@10", "mrr@10", "ndcg@10")]
+        table.add_row(escape(row["variant"]), *values, f"{row['delta_mrr']:+.4f}")
+    out.print(table)
+
+
+@app.command()
+def calibrate(
+    questions: Annotated[Path, typer.Argument(help='JSONL of questions: question, boe_id, article ("14", "14 bis").')],
+    index_path: IndexOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Measure and show; change nothing.")] = False,
+) -> None:
+    """Measure dense, lexical and hybrid at several fusion weights on your questions, and make the best the
+    index's default search (written into its manifest; index updates keep it)."""
+    from .evaluation import calibrate as measure
+    from .evaluation import load_questions
+    from .store import update_defaults
+
+    search = _open(index_path)
+    try:
+        result = measure(search, load_questions(questions))
+    except LegalSearchError as exc:
+        raise fail(exc) from None
+    table = Table(title=f"{result['questions']} questions · {search.manifest['model']['id']}", title_justify="left")
+    for column in ("mode", "dense weight", "acc@1", "acc@10", "MRR@10", "NDCG@10"):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for row in result["table"]:
+        weight = "" if row["dense_weight"] is None else f"{row['dense_weight']:g}"
+        table.add_row(row["mode"], weight, *(f"{row[m]:.4f}" for m in ("acc@1", "acc@10", "mrr@10", "ndcg@10")))
+    out.print(table)
+    chosen = result["mode"] + (
+        f" (dense weight {result['hybrid_weights']['dense']:g})" if result["mode"] == "hybrid" else ""
+    )
+    if dry_run:
+        out.print(f"best: {chosen}; --dry-run: {search.path} not changed")
+        return
+    calibration = {"file": str(questions), "questions": result["questions"], "metric": result["metric"],
+                   "table": result["table"]}  # fmt: skip
+    update_defaults(search.path, {"mode": result["mode"], "hybrid_weights": result["hybrid_weights"],
+                                  "calibration": calibration})  # fmt: skip
+    out.print(f"{search.path}: default search is now {chosen}")
 
 
 def main() -> None:

@@ -470,6 +470,28 @@ def _load_encoder(
     return Encoder(model, resolved_id, revision, precision, backend, variant)
 
 
+def load_cross_encoder(model_id: str, device: str | None = None, notify: Callable[[str], None] | None = None):
+    """A sentence-transformers `CrossEncoder` (a reranker) from a local folder or the Hugging Face hub, loaded
+    like the embedding model: a hub model not cached is downloaded after saying what and how big."""
+    local = Path(model_id).expanduser()
+    if not local.exists():
+        if model_id.startswith((".", "/", "~")) or model_id.count("/") > 1:
+            raise ModelError(f"no reranker folder at {local}; pass an existing folder or a Hugging Face hub id")
+        _ensure_downloadable(model_id, notify)
+    try:
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        with quiet_third_party():
+            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            return CrossEncoder(str(local) if local.exists() else model_id, device=device)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"cannot load reranker {model_id}: not a sentence-transformers CrossEncoder [{reason}]"
+        ) from None
+
+
 def _check_backend_installed(backend: str) -> None:
     import importlib.util
 

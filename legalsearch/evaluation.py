@@ -158,9 +158,10 @@ def load_questions(path: Path) -> list[Question]:
 
 
 def evaluate_index(
-    search, questions: list[Question], dims: list[int] | None = None, mode: str | None = None
+    search, questions: list[Question], dims: list[int] | None = None, mode: str | None = None, **options
 ) -> EvalReport:
-    """Article-level metrics of `search` (a `LegalSearch`) on `questions`, per dim."""
+    """Article-level metrics of `search` (a `LegalSearch`) on `questions`, per dim. `options` go to
+    `search_many` (`priors`, `rerank`, `rerank_depth`)."""
     from .search import SEARCH_MODES
 
     mode = mode or search.default_mode
@@ -189,7 +190,7 @@ def evaluate_index(
     vectors = search.embed([q.text for q in scored]) if scored and mode != "lexical" else None
     for dim in dims:
         texts = [q.text for q in scored]
-        results = search.search_many(texts, k=DEPTH, dim=dim, mode=mode, vectors=vectors) if scored else []
+        results = search.search_many(texts, k=DEPTH, dim=dim, mode=mode, vectors=vectors, **options) if scored else []
         rankings = [[f"{h.boe_id}#{h.article_id}" for h in hits] for hits in results]
         metrics[dim] = mean_metrics(rankings, [q.relevant for q in scored])
         runs[dim] = [
@@ -256,3 +257,81 @@ def write_report(report: EvalReport, output: Path) -> list[Path]:
         write_atomic(path, "".join(lines))
         written.append(path)
     return written
+
+
+FUSION_GRID = (2.0, 1.0, 0.5, 0.25, 0.1, 0.05, 0.02)  # dense weights against lexical 1.0 that `calibrate` measures
+
+
+def calibrate(search, questions: list[Question]) -> dict:
+    """Measure dense, lexical and hybrid at every dense weight of `FUSION_GRID` on `questions` (MRR@10 at the
+    index's default dim) and choose the best; on a tie, hybrid before a single mode and the weight nearest 1.
+    Returns {"mode", "hybrid_weights", "table", "questions", "metric"} for the manifest's defaults."""
+    dim = search.default_dim
+    defaults = search.manifest.setdefault("defaults", {})
+    saved = defaults.get("hybrid_weights")
+    rows = []
+    try:
+        for mode in ("dense", "lexical"):
+            metrics = evaluate_index(search, questions, [dim], mode).metrics[dim]
+            rows.append({"mode": mode, "dense_weight": None, **_summary(metrics)})
+        for weight in FUSION_GRID:
+            defaults["hybrid_weights"] = {"dense": weight, "lexical": 1.0}
+            metrics = evaluate_index(search, questions, [dim], "hybrid").metrics[dim]
+            rows.append({"mode": "hybrid", "dense_weight": weight, **_summary(metrics)})
+    finally:
+        defaults["hybrid_weights"] = saved or {"dense": 1.0, "lexical": 1.0}
+    best = max(
+        rows,
+        key=lambda r: (round(r["mrr@10"], 4), r["mode"] == "hybrid", -abs(math.log(r["dense_weight"] or 1e-9))),
+    )
+    weight = best["dense_weight"] if best["mode"] == "hybrid" else (defaults["hybrid_weights"] or {}).get("dense", 1.0)
+    return {
+        "mode": best["mode"],
+        "hybrid_weights": {"dense": weight, "lexical": 1.0},
+        "table": rows,
+        "questions": len(questions),
+        "metric": "cosine_mrr@10",
+    }
+
+
+def _summary(metrics: dict[str, float]) -> dict[str, float]:
+    return {
+        "acc@1": round(metrics["cosine_accuracy@1"], 4),
+        "acc@10": round(metrics["cosine_accuracy@10"], 4),
+        "mrr@10": round(metrics["cosine_mrr@10"], 4),
+        "ndcg@10": round(metrics["cosine_ndcg@10"], 4),
+    }
+
+
+PRIOR_NAMES = ("operative", "repealed", "rango", "law_boost", "diversity")
+
+
+def ablation(search, questions: list[Question], mode: str | None = None, rerank: str | None = None) -> list[dict]:
+    """Each component's contribution (`eval --ablate`): the default ranking, then each legal prior turned off, no
+    priors, the lexicon off, and (with `rerank`) the reranker on — acc@1, acc@10, MRR@10, NDCG@10 at the
+    default dim, with the MRR change against the first row."""
+    from .indexing import defaults_for
+    from .ranking import Priors
+
+    dim = search.default_dim
+    defaults = search.manifest.setdefault("defaults", {})
+    priors = search.priors
+    lexicon = search.lexicon_weight or defaults_for("", 0)["lexicon_weight"]
+    variants = [("default", priors, lexicon, None)]
+    variants += [(f"no {name}", priors.without(name), lexicon, None) for name in PRIOR_NAMES]
+    variants += [("no priors", Priors.none(priors.k), lexicon, None), ("no lexicon", priors, 0.0, None)]
+    variants += [("neither", Priors.none(priors.k), 0.0, None)]
+    if rerank:
+        variants.append((f"+ rerank {Path(rerank).name}", priors, lexicon, rerank))
+    saved = defaults.get("lexicon_weight")
+    rows = []
+    try:
+        for name, variant, weight, reranker in variants:
+            defaults["lexicon_weight"] = weight
+            metrics = evaluate_index(search, questions, [dim], mode, priors=variant, rerank=reranker).metrics[dim]
+            rows.append({"variant": name, **_summary(metrics)})
+    finally:
+        defaults["lexicon_weight"] = saved
+    for row in rows:
+        row["delta_mrr"] = round(row["mrr@10"] - rows[0]["mrr@10"], 4)
+    return rows

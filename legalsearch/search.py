@@ -12,18 +12,29 @@ import json
 import re
 import sqlite3
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .citations import find_citation, range_holds, short_name
+from .citations import find_citation, named_day, named_law, range_holds, short_name
 from .dates import check_day
 from .documents import ARTICLE_KINDS
-from .embedding import Encoder, check_requested_runtime, check_runtime, load_encoder, matryoshka
+from .embedding import (
+    Encoder,
+    check_requested_runtime,
+    check_runtime,
+    load_cross_encoder,
+    load_encoder,
+    matryoshka,
+)
 from .errors import IndexFormatError, ModelError, QueryError, UsageError
 from .indexing import same_model
 from .lexicon import expansion
+from .quiet import quiet_third_party
+from .ranking import SAMPLE as PRIOR_SAMPLE
+from .ranking import Candidate, Priors
+from .ranking import apply as apply_priors
 from .sources.structure import fold
 from .store import DATABASE, VECTORS, check_files, connect, read_manifest
 from .wordings import Wording, law_url, norma_url, word_diff
@@ -43,6 +54,10 @@ REPEALED_SQL = (
     "(a.status = 'derogado' OR l.status = 'derogada' "
     "OR (a.wording = '' AND a.version_until IS NOT NULL AND a.version_until <= date('now')))"
 )
+PRIOR_POOL = 30  # articles each retriever ranks for the priors to reorder
+# Agreement gate of the fusion: on the dev questions over all of ../shared/corpora, random query vectors share
+# 2.5 % of their 50 best articles with BM25's (at most 10 %), all-MiniLM-L6-v2's vectors 21.5 % (median 20 %).
+GATE = (0.05, 0.15)
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
 
 
@@ -173,6 +188,7 @@ class LegalSearch:
         self._bm25 = None
         self._law_titles: dict[str, str] | None = None
         self._allowed_cache: dict[Filters, np.ndarray] = {}
+        self._rerankers: dict[str, object] = {}
         self._lock = threading.RLock()
         self._local = threading.local()
 
@@ -299,12 +315,14 @@ class LegalSearch:
         mode: str | None = None,
         filters: Filters | None = None,
         shortlist: int | None = None,
+        **ranking,
     ) -> list[Hit]:
         """The `k` articles that best answer `query`, best first.
 
         `mode` is one of `SEARCH_MODES` (default: the index's); `filters` restrict the candidates before the
-        cut; `shortlist` is the funnel's number of candidates at the small dim."""
-        return self.search_many([query], k=k, dim=dim, mode=mode, filters=filters, shortlist=shortlist)[0]
+        cut; `shortlist` is the funnel's number of candidates at the small dim; `ranking` takes `search_many`'s
+        `priors`, `rerank` and `rerank_depth`."""
+        return self.search_many([query], k=k, dim=dim, mode=mode, filters=filters, shortlist=shortlist, **ranking)[0]
 
     @_index_errors
     def search_many(
@@ -316,27 +334,115 @@ class LegalSearch:
         filters: Filters | None = None,
         shortlist: int | None = None,
         vectors: np.ndarray | None = None,
+        priors: Priors | None = None,
+        rerank: str | None = None,
+        rerank_depth: int = 20,
     ) -> list[list[Hit]]:
-        """`search` for many queries, encoding them in one batch (or using `vectors`, already embedded)."""
+        """`search` for many queries, encoding them in one batch (or using `vectors`, already embedded).
+        `priors` replace the index's for this search; `rerank` (a CrossEncoder: hub id or folder) rescores the
+        first `rerank_depth` hits."""
         mode = mode or self.default_mode
         if mode not in SEARCH_MODES:
             raise QueryError(f"unknown mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
         dim = self._check_dim(k, dim)
         self._check_queries(queries)
+        options = {"shortlist": shortlist, "priors": priors, "rerank": rerank, "rerank_depth": rerank_depth}
+        if self.has_history and (filters is None or filters.as_of is None) and self.time_detection:
+            dated = [named_day(q) for q in queries]  # "en 2010": the wordings in force then
+            if any(dated):
+                return self._by_day(queries, dated, k, dim, mode, filters or Filters(), vectors, options)
+        priors = priors or self.priors
         allowed = self._allowed(filters)
         if allowed is not None and len(allowed) == 0:
             return [[] for _ in queries]
         if mode != "lexical" and vectors is None:
             vectors = self.embed(queries)
+        depth = max(k, rerank_depth if rerank else 0, PRIOR_POOL if priors.active else 0)  # what the priors reorder
         if mode == "dense":
-            ranked = self._dense_articles(vectors, k, dim, allowed)
+            ranked = self._dense_articles(vectors, depth, dim, allowed)
         elif mode == "funnel":
-            ranked = self._funnel_articles(vectors, k, dim, allowed, shortlist)
+            ranked = self._funnel_articles(vectors, depth, dim, allowed, shortlist)
         elif mode == "lexical":
-            ranked = self._lexical_articles(queries, k, allowed)
+            ranked = self._lexical_articles(queries, depth, allowed)
         else:
-            ranked = self._hybrid_articles(queries, vectors, k, dim, allowed)
-        return [self._hits(query, articles, k, mode, allowed) for query, articles in zip(queries, ranked, strict=True)]
+            ranked = self._hybrid_articles(queries, vectors, depth, dim, allowed)
+        results = [
+            self._hits(query, self._with_priors(query, articles, priors), max(k, rerank_depth if rerank else 0), mode,
+                       allowed)
+            for query, articles in zip(queries, ranked, strict=True)
+        ]  # fmt: skip
+        if rerank:
+            results = [
+                self._reranked(query, hits, rerank, rerank_depth)[:k]
+                for query, hits in zip(queries, results, strict=True)
+            ]
+        return results
+
+    def _reranked(self, query: str, hits: list[Hit], model: str, depth: int) -> list[Hit]:
+        """The first `depth` hits ordered by a cross-encoder's score of (question, text), which becomes their
+        `score`; a cited article stays first; the hits after `depth` keep their order."""
+        with self._lock:
+            reranker = self._rerankers.get(model)
+            if reranker is None:
+                reranker = self._rerankers[model] = load_cross_encoder(model, self._device)
+        fixed = hits[:1] if hits and hits[0].match == "cita" else []
+        head, tail = hits[len(fixed) : depth], hits[depth:]
+        if head:
+            with quiet_third_party():
+                scores = reranker.predict([(query, hit.matched_text) for hit in head], show_progress_bar=False)
+            scores = np.asarray(scores, dtype=np.float64)
+            if scores.shape != (len(head),):
+                raise ModelError(f"reranker {model} gives {scores.shape[1:]} scores per pair; a reranker gives one")
+            for hit, score in zip(head, scores, strict=True):
+                hit.score = round(float(score), 6)
+            head = sorted(head, key=lambda hit: -hit.score)
+        ordered = fixed + head + tail
+        for rank, hit in enumerate(ordered, 1):
+            hit.rank = rank
+        return ordered
+
+    @property
+    def time_detection(self) -> bool:
+        """Whether a question that names a year ("en 2010", "antes de la reforma de 2011") searches the wordings
+        of that time, where the index holds them (manifest `defaults.time_detection`, on by default)."""
+        return bool(self.manifest.get("defaults", {}).get("time_detection", True))
+
+    def _by_day(self, queries, days, k, dim, mode, filters: Filters, vectors, options) -> list[list[Hit]]:
+        """`search_many` for queries grouped by the day each names (None: the wordings in force)."""
+        results: list[list[Hit]] = [[] for _ in queries]
+        for day in dict.fromkeys(days):
+            picked = [i for i, d in enumerate(days) if d == day]
+            found = self.search_many(
+                [queries[i] for i in picked], k=k, dim=dim, mode=mode, filters=replace(filters, as_of=day),
+                vectors=None if vectors is None else vectors[picked], **options,
+            )  # fmt: skip
+            for i, hits in zip(picked, found, strict=True):
+                results[i] = hits
+        return results
+
+    @property
+    def priors(self) -> Priors:
+        """The legal priors of this index (manifest `defaults.priors`; `ranking.Priors` for what each does)."""
+        return Priors.from_dict(self.manifest.get("defaults", {}).get("priors"))
+
+    def _with_priors(self, query: str, ranked: list[tuple[int, float, int]], priors: Priors):
+        """A retriever's (article, score, row) list reordered by the priors."""
+        if not priors.active or not ranked:
+            return ranked
+        rows = self._db().execute(
+            f"SELECT a.id, a.kind, a.boe_id, l.rango, {REPEALED_SQL} AS repealed, "
+            f"substr(a.text, 1, {PRIOR_SAMPLE}) AS text FROM articles a "
+            f"JOIN laws l USING (boe_id) WHERE a.id IN ({', '.join('?' * len(ranked))})",
+            [article for article, _, _ in ranked],
+        )
+        meta = {row[0]: row for row in rows}
+        candidates = [
+            Candidate(article, score, row, meta[article]["kind"], meta[article]["boe_id"], meta[article]["rango"],
+                      bool(meta[article]["repealed"]), meta[article]["text"])
+            for article, score, row in ranked
+        ]  # fmt: skip
+        named = named_law(query, self._titles()) if priors.law_boost != 1.0 else None
+        return [(c.article, c.score, c.row) for c in apply_priors(candidates, priors, query, named)]
 
     @_index_errors
     def search_vectors(self, vectors: np.ndarray, k: int = 5, dim: int | None = None) -> list[list[Hit]]:
@@ -510,7 +616,12 @@ class LegalSearch:
         return self._until_enough(lambda n: lexical.search(queries, n, mask, expansions, weight), depth, total)
 
     def _hybrid_articles(self, queries, vectors, depth: int, dim: int, allowed):
-        weights = {"dense": 1.0, "lexical": 1.0, **self.manifest.get("defaults", {}).get("hybrid_weights", {})}
+        """Weighted reciprocal rank fusion of the dense and lexical rankings. The dense side's weight is scaled,
+        per query, by how much its 50 best articles agree with the lexical side's (`agreement_weight`): a dense
+        model that ranks at random for a question shares next to none of them and drops out of the fusion."""
+        defaults = self.manifest.get("defaults", {})
+        weights = {"dense": 1.0, "lexical": 1.0, **defaults.get("hybrid_weights", {})}
+        gate = defaults.get("agreement_gate", GATE)
         pool = max(depth, 100)  # fuse deep lists: an article ranked 40th by one side can still win
         dense = self._dense_articles(vectors, pool, dim, allowed)
         lexical = self._lexical_articles(queries, pool, allowed)
@@ -518,9 +629,11 @@ class LegalSearch:
         for d, lx in zip(dense, lexical, strict=True):
             scores: dict[int, float] = {}
             rows: dict[int, int] = {}
+            # a gated dense side still fills the list after BM25's articles, in its own order
+            scale = {"dense": max(agreement_weight(d, lx, gate), 1e-3) if lx else 1.0, "lexical": 1.0}
             for name, ranking in (("dense", d), ("lexical", lx)):
                 for rank, (article, _, row) in enumerate(ranking, 1):
-                    scores[article] = scores.get(article, 0.0) + weights[name] / (RRF_K + rank)
+                    scores[article] = scores.get(article, 0.0) + weights[name] * scale[name] / (RRF_K + rank)
                     rows.setdefault(article, row)
             best = sorted(scores, key=lambda a: -scores[a])[:depth]
             fused.append([(a, scores[a], rows[a]) for a in best])
@@ -653,13 +766,7 @@ class LegalSearch:
             if cited is not None and article == cited[0]:
                 continue
             hits.append(self._hit(len(hits) + 1, score, article, row, mode))
-        # repealed units rank after those in force (the cited one stays first): still there, never ahead
-        first = hits[:1] if cited is not None else []
-        rest = hits[len(first) :]
-        ordered = first + [h for h in rest if h.status != "derogado"] + [h for h in rest if h.status == "derogado"]
-        for rank, hit in enumerate(ordered, 1):
-            hit.rank = rank
-        return ordered
+        return hits
 
     def _hit(self, rank: int, score: float, article: int, row: int, match: str) -> Hit:
         db = self._db()
@@ -865,6 +972,15 @@ class LegalSearch:
             "AND a.wording = '' GROUP BY l.boe_id ORDER BY l.rowid"
         )
         return [dict(row) for row in rows]
+
+
+def agreement_weight(dense: list, lexical: list, gate: tuple[float, float], top: int = 50) -> float:
+    """0…1: the share of the dense side's `top` articles the lexical side also has, mapped linearly from
+    `gate[0]` (no weight: what a random ranking shares) to `gate[1]` (full weight)."""
+    shared = len({a for a, _, _ in dense[:top]} & {a for a, _, _ in lexical[:top]})
+    share = shared / top  # of `top`, not of what BM25 found: a few shared matches of a short list prove little
+    low, high = gate
+    return min(1.0, max(0.0, (share - low) / (high - low))) if high > low else 1.0
 
 
 def _wording(row: dict) -> Wording:

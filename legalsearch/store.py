@@ -357,6 +357,14 @@ def _check_bm25(folder: Path, chunks: int) -> None:
         raise _damaged(folder, "BM25 arrays that do not match each other")
 
 
+def update_defaults(index: Path, changes: dict) -> dict:
+    """Merge `changes` into an index's search defaults, rewriting its manifest atomically; the new manifest."""
+    manifest = read_manifest(index)
+    manifest.setdefault("defaults", {}).update(changes)
+    write_atomic(index / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
+    return manifest
+
+
 def verify_checksums(index: Path, manifest: dict) -> list[str]:
     """Names of the index files whose sha256 differs from the manifest's."""
     return [name for name, meta in manifest["files"].items() if sha256_file(index / name) != meta["sha256"]]

@@ -16,9 +16,12 @@ SIZES = {
 XLMR_VOCAB = 250_002
 
 
-def build_random_xlmr(folder: Path, text: str, size: str = "tiny", max_seq_length: int = 512, seed: int = 0) -> Path:
+def build_random_xlmr(
+    folder: Path, text: str, size: str = "tiny", max_seq_length: int = 512, seed: int = 0, cross_encoder: bool = False
+) -> Path:
     """Save a randomly initialised model of `size` under `folder` and return its path; the tokenizer is trained
-    on `text`. The large one keeps XLM-R's vocabulary size, so its embedding matrix weighs what the real one does."""
+    on `text`. The large one keeps XLM-R's vocabulary size, so its embedding matrix weighs what the real one does.
+    `cross_encoder` saves a reranker (one-logit sequence classifier) instead of an embedding model."""
     import torch
     from sentence_transformers import SentenceTransformer
     from tokenizers import SentencePieceUnigramTokenizer, processors
@@ -46,6 +49,15 @@ def build_random_xlmr(folder: Path, text: str, size: str = "tiny", max_seq_lengt
     hf_folder = folder / f"hf-{size}"
     XLMRobertaModel(config).save_pretrained(hf_folder)
     fast.save_pretrained(hf_folder)
+    if cross_encoder:  # a reranker: the same network with a one-logit head (sentence-transformers' CrossEncoder)
+        from transformers import XLMRobertaForSequenceClassification
+
+        out = folder / f"{size}-cross-encoder"
+        head = XLMRobertaConfig.from_dict(config.to_dict())
+        head.num_labels = 1
+        XLMRobertaForSequenceClassification(head).save_pretrained(out)
+        fast.save_pretrained(out)
+        return out
     try:  # sentence-transformers >= 6
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     except ImportError:

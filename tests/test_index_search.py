@@ -20,6 +20,7 @@ from legalsearch import indexing
 from legalsearch.chunking import chunk_law
 from legalsearch.embedding import load_encoder, matryoshka
 from legalsearch.errors import IndexFormatError, ModelError, QueryError
+from legalsearch.ranking import Priors
 from legalsearch.search import LegalSearch
 from legalsearch.sources import parse_bytes
 from legalsearch.store import FORMAT_VERSION, read_manifest, verify_checksums
@@ -98,7 +99,9 @@ def test_build_and_search_roll_up_to_articles(laws_dir: Path, tmp_path: Path, en
     assert verify_checksums(index, manifest) == []
     search = LegalSearch.open(index, encoder=encoder)
     for dim in (128, 64):
-        hits = search.search("notificaciones electrónicas de la Administración", k=8, dim=dim, mode="dense")
+        hits = search.search(  # the retriever's own order (the priors may reorder by more than the score)
+            "notificaciones electrónicas de la Administración", k=8, dim=dim, mode="dense", priors=Priors.none()
+        )
         keys = [(h.boe_id, h.article_id) for h in hits]
         assert len(keys) == len(set(keys)) == 8, "each article once, even when several of its chunks match"
         assert [h.rank for h in hits] == list(range(1, 9))
@@ -278,8 +281,8 @@ def test_manifest_is_plain_json_and_no_pickle(laws_dir: Path, tmp_path: Path, en
     manifest = json.loads((index / "manifest.json").read_text())
     assert manifest["format_version"] == FORMAT_VERSION and manifest["chunking"]["max_tokens"] == 512
     assert manifest["defaults"] == {
-        "mode": "hybrid", "dim": 128, "k": 5, "hybrid_weights": {"dense": 1.0, "lexical": 1.0},
-        "funnel_dim": 64, "funnel_shortlist": 1000, "lexicon_weight": 0.3,
+        "mode": "hybrid", "dim": 128, "k": 5, "hybrid_weights": {"dense": 0.1, "lexical": 1.0},
+        "funnel_dim": 64, "funnel_shortlist": 1000, "lexicon_weight": 0.3, "priors": Priors().to_dict(),
     }  # fmt: skip
     assert manifest["lexical"]["kind"] == "bm25" and manifest["faiss"]["quantize"] == "none"
     assert {"legalsearch.sqlite", "vectors.f16.npy", "faiss/dim-128.faiss", "faiss/dim-64.faiss"} <= set(

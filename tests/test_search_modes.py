@@ -72,6 +72,8 @@ def test_hybrid_is_reciprocal_rank_fusion_of_both_rankings(search, encoder, monk
     lexical = [[(3, 12.0, 31), (4, 11.0, 40), (1, 10.0, 11)]]
     monkeypatch.setattr(search, "_dense_articles", lambda *a, **k: dense)
     monkeypatch.setattr(search, "_lexical_articles", lambda *a, **k: lexical)
+    monkeypatch.setitem(search.manifest["defaults"], "hybrid_weights", {"dense": 1.0, "lexical": 1.0})
+    monkeypatch.setitem(search.manifest["defaults"], "agreement_gate", (0.0, 0.0))  # no gate: plain RRF
     fused = search._hybrid_articles(["q"], np.zeros((1, 128), dtype=np.float32), 4, 128, None)[0]
     expected = {1: 1 / (RRF_K + 1) + 1 / (RRF_K + 3), 2: 1 / (RRF_K + 2), 3: 1 / (RRF_K + 3) + 1 / (RRF_K + 1),
                 4: 1 / (RRF_K + 2)}  # fmt: skip
