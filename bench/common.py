@@ -57,3 +57,14 @@ def held_out_units() -> set[tuple[str, str]]:
         return set()
     rows = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines() if line]
     return {(row["boe_id"], article_id_of(row["article"])) for row in rows}
+
+
+def open_with_dev(index: str):
+    """(LegalSearch of `index`, the dev questions, its largest dim); exits with a line when the dev set is absent."""
+    from legalsearch.evaluation import load_questions
+    from legalsearch.search import LegalSearch
+
+    if not DEV.exists():
+        raise SystemExit(f"dev questions not found at {DEV}")
+    search = LegalSearch.open(index)
+    return search, load_questions(DEV), max(search.dims)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 
-from common import DEV
+from common import open_with_dev
 
-from legalsearch.evaluation import evaluate_index, load_questions
-from legalsearch.search import LegalSearch
+from legalsearch.evaluation import evaluate_index
 
 
 def main() -> None:
@@ -24,11 +23,7 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.2, 0.3, 0.5])
     parser.add_argument("--modes", nargs="+", default=["lexical", "hybrid"])
     args = parser.parse_args()
-    if not DEV.exists():
-        raise SystemExit(f"dev questions not found at {DEV}")
-    search = LegalSearch.open(args.index)
-    questions = load_questions(DEV)
-    dim = max(search.dims)
+    search, questions, dim = open_with_dev(args.index)
     print(f"model {search.manifest['model']['id']} · dim {dim} · {len(questions)} questions")
     print(f"{'mode':8} {'weight':>6} {'acc@1':>7} {'acc@10':>7} {'MRR@10':>7} {'Δ MRR':>7}")
     for mode in args.modes:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from common import DEV
+from common import open_with_dev
 
-from legalsearch.evaluation import ablation, load_questions
+from legalsearch.evaluation import ablation
 from legalsearch.search import LegalSearch
 
 
@@ -23,11 +23,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["lexical", "hybrid", "dense"])
     parser.add_argument("--latency", action="store_true", help="also: ms per query with and without the priors")
     args = parser.parse_args()
-    if not DEV.exists():
-        raise SystemExit(f"dev questions not found at {DEV}")
-    search = LegalSearch.open(args.index)
-    questions = load_questions(DEV)
-    dim = max(search.dims)
+    search, questions, dim = open_with_dev(args.index)
     print(f"model {search.manifest['model']['id']} · dim {dim} · {len(questions)} questions · {search.priors}")
     print(f"{'mode':8} {'variant':14} {'acc@1':>6} {'acc@10':>6} {'MRR@10':>6} {'NDCG@10':>7} {'Δ MRR':>6}")
     for mode in args.modes:
