@@ -24,6 +24,7 @@ from .errors import LegalSearchError, UsageError
 from .progress import PlainProgress
 from .search import Filters, LegalSearch
 from .sources.fetch import BOEClient, default_cache
+from .wordings import plain_diff
 
 app = typer.Typer(
     help="Semantic search over Spanish legislation (BOE), article by article, with citations.",
@@ -453,10 +454,7 @@ def diff(
         if span["op"] == "equal":
             text.append(span["old"])
     if not out.is_terminal:  # plain text where colours do not show: [-removed-] {+added+}
-        text = Text("".join(
-            {"equal": sp["old"], "delete": f"[-{sp['old']}-]", "insert": f"{{+{sp['new']}+}}",
-             "replace": f"[-{sp['old']}-]{{+{sp['new']}+}}"}[sp["op"]] for sp in result["spans"]
-        ))  # fmt: skip
+        text = Text(plain_diff(result["spans"]))
     out.print(text, soft_wrap=True)
 
 

@@ -24,6 +24,12 @@ UnitStatus = Literal["vigente", "derogado"]
 BOE_URL = "https://www.boe.es/buscar/act.php?id={boe_id}"
 
 
+def law_label(title: str, boe_id: str) -> str:
+    """ "Constitución Española (BOE-A-1978-31229)"; the id alone when the source gave no title."""
+    title = (title or "").rstrip(".")
+    return boe_id if title in ("", boe_id) else f"{title} ({boe_id})"
+
+
 def article_url(boe_id: str, anchor: str, as_of: str | None = None) -> str:
     """The BOE's citation link for one unit of a law: the consolidated page at the unit's anchor; with `as_of`
     (ISO date), the page as it read that day (the BOE's own `&tn=1&p=AAAAMMDD` link to an earlier wording)."""

@@ -310,13 +310,13 @@ def ablation(search, questions: list[Question], mode: str | None = None, rerank:
     """Each component's contribution (`eval --ablate`): the default ranking, then each legal prior turned off, no
     priors, the lexicon off, and (with `rerank`) the reranker on — acc@1, acc@10, MRR@10, NDCG@10 at the
     default dim, with the MRR change against the first row."""
-    from .indexing import defaults_for
+    from .indexing import LEXICON_WEIGHT
     from .ranking import Priors
 
     dim = search.default_dim
     defaults = search.manifest.setdefault("defaults", {})
     priors = search.priors
-    lexicon = search.lexicon_weight or defaults_for("", 0)["lexicon_weight"]
+    lexicon = search.lexicon_weight or LEXICON_WEIGHT  # an index older than the lexicon: today's default
     variants = [("default", priors, lexicon, None)]
     variants += [(f"no {name}", priors.without(name), lexicon, None) for name in PRIOR_NAMES]
     variants += [("no priors", Priors.none(priors.k), lexicon, None), ("no lexicon", priors, 0.0, None)]

@@ -124,7 +124,7 @@ def defaults_for(model_id: str, full_dim: int, dims: list[int] | None = None, re
         # all of ../shared/corpora with all-MiniLM-L6-v2, lexical MRR@10 0.669 → 0.697 at 0.3 (0.703 at 0.5);
         # hybrid (equal weights) 0.441 → 0.435, within one question. It acts on the lexical side only, so its
         # effect does not depend on how strong the dense model is.
-        "lexicon_weight": 0.3,
+        "lexicon_weight": LEXICON_WEIGHT,
         "priors": Priors().to_dict(),  # legalsearch/ranking.py; bench/ranking.py measures each
     }
     defaults.update(MODEL_DEFAULTS.get(model_id) or MODEL_DEFAULTS.get(revision or "", {}))
@@ -173,6 +173,7 @@ def _model_record(encoder: Encoder) -> dict:
     }
 
 
+LEXICON_WEIGHT = 0.3  # the lexicon's weight in new indexes (measured in `defaults_for`)
 GPU_HINT = (
     "on a GPU (--device cuda, torch fp16) a model of the legal model's size embeds about 700-1,300 chunks/s "
     "(one H200, bench/gpu.py)"

@@ -26,6 +26,11 @@ def _analysis():
     return bm25s, Stemmer.Stemmer("spanish"), sorted({fold(w) for w in STOPWORDS_SPANISH})
 
 
+@cache
+def _stopword_set() -> frozenset[str]:
+    return frozenset(_analysis()[2])
+
+
 def analyze(texts: Sequence[str]) -> list[list[str]]:
     """Tokens of each text as BM25 sees them: folded, stopwords out, stemmed."""
     bm25s, stemmer, stopwords = _analysis()
@@ -38,8 +43,9 @@ def analyze(texts: Sequence[str]) -> list[list[str]]:
 
 def stems(text: str) -> set[str]:
     """The stems BM25 matches `text` by (folded, stopwords out): to mark a query's words in a passage."""
-    _, stemmer, stopwords = _analysis()
-    words = [w for w in re.findall(TOKEN_PATTERN, fold(text)) if w not in set(stopwords)]
+    _, stemmer, _ = _analysis()
+    stopwords = _stopword_set()
+    words = [w for w in re.findall(TOKEN_PATTERN, fold(text)) if w not in stopwords]
     return set(stemmer.stemWords(words))
 
 

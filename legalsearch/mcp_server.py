@@ -11,8 +11,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from .documents import law_label
 from .errors import LegalSearchError
 from .search import Filters, Hit, LegalSearch
+from .wordings import plain_diff
 
 INSTRUCTIONS = (
     "Buscador de legislación española consolidada (BOE), artículo por artículo, con citas y enlaces al BOE. "
@@ -33,9 +35,11 @@ def _hit_text(n: int, hit: Hit) -> str:
 
 def _article_text(unit: dict) -> str:
     short = f" {unit['short_name']}" if unit.get("short_name") else ""
-    title = unit["law_title"].rstrip(".")
-    law = unit["boe_id"] if title == unit["boe_id"] else f"{title} ({unit['boe_id']})"
-    lines = [f"{unit['heading']}{short} · {law}", f"URL: {unit['url']}", f"Estado: {unit['status']}"]
+    lines = [
+        f"{unit['heading']}{short} · {law_label(unit['law_title'], unit['boe_id'])}",
+        f"URL: {unit['url']}",
+        f"Estado: {unit['status']}",
+    ]
     if unit["path"]:
         lines.append("Ubicación: " + " › ".join(unit["path"]))
     if unit.get("version_date"):
@@ -50,15 +54,13 @@ def _article_text(unit: dict) -> str:
 
 
 def _diff_text(result: dict) -> str:
-    marks = {"equal": "{old}", "delete": "[-{old}-]", "insert": "{{+{new}+}}", "replace": "[-{old}-]{{+{new}+}}"}
     lines = [f"{result['heading']} ({result['boe_id']}), [-suprimido-] {{+añadido+}}"]
     for side in ("from", "to"):
         w = result[side]
         lines.append(f"{w['date']}: redacción vigente desde el {w['version_date']} ({w['version_norma']}) {w['url']}")
     if not result["changed"]:
         return "\n".join([*lines, "Sin cambios entre las dos fechas."])
-    body = "".join(marks[s["op"]].format(old=s["old"], new=s["new"]) for s in result["spans"])
-    return "\n".join([*lines, "", body])
+    return "\n".join([*lines, "", plain_diff(result["spans"])])
 
 
 def create_server(search: LegalSearch):

@@ -19,7 +19,7 @@ import numpy as np
 
 from .citations import find_citation, named_day, named_law, range_holds, short_name
 from .dates import check_day
-from .documents import ARTICLE_KINDS
+from .documents import ARTICLE_KINDS, law_label
 from .embedding import (
     Encoder,
     check_requested_runtime,
@@ -144,8 +144,7 @@ class Hit:
             label = self.heading.split(".")[0]
         if self.short_name:
             label += f" {self.short_name}"
-        title = self.law_title.rstrip(".")
-        cited = f"{label} · {self.boe_id if title in ('', self.boe_id) else f'{title} ({self.boe_id})'}"
+        cited = f"{label} · {law_label(self.law_title, self.boe_id)}"
         if self.status == "derogado":
             cited += f", derogado desde el {self.version_until}" if self.version_until else ", derogado"
         elif self.version_until:
@@ -357,7 +356,8 @@ class LegalSearch:
             return [[] for _ in queries]
         if mode != "lexical" and vectors is None:
             vectors = self.embed(queries)
-        depth = max(k, rerank_depth if rerank else 0, PRIOR_POOL if priors.active else 0)  # what the priors reorder
+        keep = max(k, rerank_depth if rerank else 0)  # hits built: the reranker rescores its depth
+        depth = max(keep, PRIOR_POOL if priors.active else 0)  # articles ranked: the priors reorder a pool
         if mode == "dense":
             ranked = self._dense_articles(vectors, depth, dim, allowed)
         elif mode == "funnel":
@@ -367,10 +367,9 @@ class LegalSearch:
         else:
             ranked = self._hybrid_articles(queries, vectors, depth, dim, allowed)
         results = [
-            self._hits(query, self._with_priors(query, articles, priors), max(k, rerank_depth if rerank else 0), mode,
-                       allowed)
+            self._hits(query, self._with_priors(query, articles, priors), keep, mode, allowed)
             for query, articles in zip(queries, ranked, strict=True)
-        ]  # fmt: skip
+        ]
         if rerank:
             results = [
                 self._reranked(query, hits, rerank, rerank_depth)[:k]

@@ -29,6 +29,14 @@ def word_diff(old: str, new: str) -> list[Span]:
     return [Span(op, "".join(a[i1:i2]), "".join(b[j1:j2])) for op, i1, i2, j1, j2 in matcher.get_opcodes()]
 
 
+PLAIN_MARKS = {"equal": "{old}", "delete": "[-{old}-]", "insert": "{{+{new}+}}", "replace": "[-{old}-]{{+{new}+}}"}
+
+
+def plain_diff(spans: list[dict]) -> str:
+    """The spans of a diff as plain text: `[-removed-]{+added+}` (for logs, pipes and agents)."""
+    return "".join(PLAIN_MARKS[span["op"]].format(old=span["old"], new=span["new"]) for span in spans)
+
+
 def norma_url(boe_id: str | None) -> str | None:
     """The BOE's page of the norm that gave a wording."""
     return f"https://www.boe.es/buscar/doc.php?id={boe_id}" if boe_id else None

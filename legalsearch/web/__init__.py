@@ -69,13 +69,10 @@ class Pages:
     def render(self, name: str, **context) -> str:
         return self.env.get_template(name).render(**context)
 
-    def laws(self) -> list[dict]:
-        return self.search.laws()
-
     def search_page(
         self, q: str, modo: str | None, ley: str, rango: str, vigentes: bool, fecha: str, k: int
     ) -> tuple[int, str]:
-        laws = self.laws()
+        laws = self.search.laws()
         rangos = sorted({law["rango"] for law in laws if law["rango"]})
         hits, error = [], None
         if q.strip():
