@@ -23,7 +23,7 @@ from common import DEFAULT_SOURCES, DEV, Timer, default_model, dev_questions
 
 from legalsearch import indexing
 from legalsearch.embedding import load_encoder, matryoshka
-from legalsearch.store import build_faiss
+from legalsearch.segments import build_faiss
 
 
 def replicate(base: np.ndarray, n: int, noise: float, n_queries: int = 140) -> tuple[np.ndarray, np.ndarray]:

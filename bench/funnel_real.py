@@ -30,7 +30,7 @@ from common import corpus_laws, default_model, dev_questions
 
 from legalsearch.chunking import split_sentences
 from legalsearch.embedding import load_encoder, matryoshka
-from legalsearch.store import build_faiss
+from legalsearch.segments import build_faiss
 
 
 def corpus_texts(headings: int) -> tuple[list[str], list[str]]:

@@ -16,7 +16,7 @@ import numpy as np
 from common import Timer
 
 from legalsearch.embedding import matryoshka
-from legalsearch.store import build_faiss
+from legalsearch.segments import build_faiss
 
 
 def main() -> None:

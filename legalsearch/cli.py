@@ -238,7 +238,10 @@ def index(
     model: ModelOpt = None,
     dims: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--dims", help="Matryoshka dims to build, e.g. 1024,256,64 [default: all that fit the model]."),
+        typer.Option(
+            "--dims",
+            help="Matryoshka dims to build FAISS files for, e.g. 1024,256,64 [default: the full dim, 128, 64].",
+        ),
     ] = None,
     faiss_kind: Annotated[
         Optional[str],  # noqa: UP045
@@ -277,9 +280,18 @@ def index(
     gpus_per_worker: Annotated[
         float, typer.Option("--gpus-per-worker", min=0, help="Ray: GPUs per actor (0: CPU actors).")
     ] = 0,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact", help="Merge the index's segments into one, dropping deleted rows (alone: only that)."
+        ),
+    ] = False,
 ) -> None:
     """Parse, chunk and embed laws into an index (adding to or updating an existing one)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if compact and not source and not law_set:
+        return _compact(index_path or default_index())
 
     try:
         source = list(source or []) + [str(sources.set_path(name)) for name in law_set or []]
@@ -313,7 +325,7 @@ def index(
                 dims=wanted_dims, faiss_kind=faiss_kind, quantize=quantize, max_tokens=max_tokens,
                 batch_size=batch_size, device=device, backend=backend, precision=precision, as_of=as_of,
                 history=history, fetcher=client.get, replace=replace, progress=progress, distributed=distributed,
-                ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker, compact=compact,
                 notify=lambda message: err.print(f"[yellow]note:[/yellow] {escape(message)}", soft_wrap=True),
             )  # fmt: skip
         except LegalSearchError as exc:
@@ -321,7 +333,7 @@ def index(
             raise fail(exc) from None
         except KeyboardInterrupt:
             bars.stop()
-            message = f"interrupted: {target} was not changed (an index is renamed into place only when complete)"
+            message = f"interrupted: {target} was not changed (an update is committed only when complete)"
             raise fail(message, 130) from None
     report_errors(report.errors)
     for line in report.duplicates:
@@ -334,8 +346,34 @@ def index(
         f"{report.seconds:.1f} s; {_human_bytes(report.bytes)}",
         soft_wrap=True,
     )
+    if report.compacted:
+        merged = report.compacted
+        out.print(
+            f"merged {merged['merged']} segments into one of {merged['rows']} rows in {merged['seconds']:.1f} s",
+            soft_wrap=True,
+        )
     if report.errors:
         raise typer.Exit(1)
+
+
+def _compact(target: Path) -> None:
+    """`legalsearch index --compact` alone: merge every segment of the index at `target`."""
+    from .store import WriterLock, compact, read_manifest, tidy
+
+    try:
+        read_manifest(target)
+        with WriterLock(target):
+            tidy(target)
+            merged = compact(target, everything=True)
+    except LegalSearchError as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:
+        raise fail(f"interrupted: {target} was not changed (a merge is committed only when complete)", 130) from None
+    if merged is None:
+        out.print(f"{target}: one segment and no deleted rows; nothing to merge", soft_wrap=True)
+    else:
+        out.print(f"{target}: merged {merged['merged']} segments into one of {merged['rows']} rows in "
+                  f"{merged['seconds']:.1f} s", soft_wrap=True)  # fmt: skip
 
 
 def _open(
@@ -528,12 +566,13 @@ def info(
         earlier = f" + {counts['earlier_wordings']} earlier wordings" if counts.get("earlier_wordings") else ""
         out.print(f"contents   {counts['laws']} laws, {counts['articles']} units{earlier}, {counts['chunks']} chunks "
                   f"(chunk budget {manifest['chunking']['max_tokens']} tokens)")  # fmt: skip
-        out.print(f"built      {manifest['created']}; updated {manifest['updated']}")
-        out.print(f"corpus     {manifest['corpus_fingerprint'][:16]}")
-        size = sum(f["bytes"] for f in manifest["files"].values())
+        out.print(f"built      {manifest['created']}; updated {manifest['updated']} (commit {search.commit})")
+        parts = manifest.get("segments", [])
+        deleted = sum(p["deleted"] for p in parts)
+        size = sum(f["bytes"] for f in manifest["files"].values()) + (search.path / "legalsearch.sqlite").stat().st_size
         out.print(
-            f"files      {len(manifest['files'])}, {_human_bytes(size)}: "
-            + ", ".join(f"{n} {_human_bytes(f['bytes'])}" for n, f in manifest["files"].items()),
+            f"storage    {_human_bytes(size)}: {len(parts)} segment{'s' * (len(parts) != 1)}"
+            f" ({deleted} deleted rows awaiting a merge), {len(manifest['files'])} segment files + the catalogue",
             soft_wrap=True,
         )
         for law in search.laws():
@@ -543,7 +582,10 @@ def info(
         bad = verify_checksums(search.path, manifest)
         if bad:
             raise fail(f"{search.path}: checksum mismatch in {', '.join(bad)}; rebuild the index into a new --index")
-        line = f"checksums  ok: all {len(manifest['files'])} files match their sha256 in the manifest"
+        line = (
+            f"checksums  ok: all {len(manifest['files'])} segment files match their sha256, and the catalogue "
+            "passes SQLite's integrity check"
+        )
         (err if as_json else out).print(line, soft_wrap=True)
 
 

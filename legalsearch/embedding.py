@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "dariolopez/bge-m3-es-legal-tmp-3"
 # Dims the legal model was trained at (MatryoshkaLoss); other models get the ones that fit them.
 MATRYOSHKA_DIMS = (1024, 768, 512, 256, 128, 64)
+FUNNEL_DIMS = (128, 64)  # built by default beside the full dim: the funnel's shortlist dims
 
 
 # Backends and the precisions each runs (sentence-transformers' backends; onnx/openvino via optimum).
@@ -63,14 +64,15 @@ def matryoshka(vectors: np.ndarray, dim: int) -> np.ndarray:
 
 
 def dims_for(full_dim: int, requested: Sequence[int] | None = None) -> list[int]:
-    """The Matryoshka dims to build for a model of `full_dim`: the requested ones (checked), or the standard
-    ones that fit, always including the full dim."""
+    """The Matryoshka dims to build FAISS files for, for a model of `full_dim`: the requested ones (checked), or
+    the full dim and the small dims the funnel shortlists at (128 and 64, where they fit). Other dims cost a
+    FAISS copy of every vector each, so they are built when asked for (`--dims`)."""
     if requested:
         bad = [d for d in requested if d <= 0 or d > full_dim]
         if bad:
             raise ModelError(f"dims {bad} do not fit a {full_dim}-dimensional model (use 1…{full_dim})")
         return sorted(set(requested), reverse=True)
-    return sorted({full_dim, *(d for d in MATRYOSHKA_DIMS if d < full_dim)}, reverse=True)
+    return sorted({full_dim, *(d for d in FUNNEL_DIMS if d < full_dim)}, reverse=True)
 
 
 def _local_revision(folder: Path) -> str:

@@ -21,16 +21,24 @@ from .embedding import DEFAULT_MODEL, Encoder, check_requested_runtime, check_ru
 from .errors import LegalSearchError, ModelError, UsageError
 from .progress import duration
 from .ranking import Priors
+from .segments import FAISS_KINDS, QUANTIZATIONS, sha256_file
 from .store import (
-    FAISS_KINDS,
+    DATABASE,
     FORMAT_VERSION,
-    QUANTIZATIONS,
+    Change,
     IndexContents,
     StoredLaw,
+    WriterLock,
+    check_files,
     check_target,
+    commit,
+    compact,
+    connect,
     is_index,
     load_contents,
-    sha256_file,
+    read_manifest,
+    row_vectors,
+    tidy,
     write_index,
 )
 
@@ -61,6 +69,8 @@ class IndexReport:
     seconds: float = 0.0
     bytes: int = 0
     up_to_date: bool = False
+    commit: int | None = None
+    compacted: dict | None = None  # what a merge of segments did in this run (store.compact)
     duplicates: list[str] = field(default_factory=list)  # "<boe_id>: kept <origin>, skipped <origin>…"
     errors: list[LegalSearchError] = field(default_factory=list)
 
@@ -217,76 +227,173 @@ def same_model(recorded: dict, model_id: str) -> bool:
     return folder.exists() and str(folder.resolve()) == recorded["id"]
 
 
+@dataclass
+class BuildOptions:
+    """What `legalsearch index` was asked for (None: what the index already records, else the default)."""
+
+    model: str | None = None
+    dims: list[int] | None = None
+    faiss_kind: str | None = None
+    quantize: str | None = None
+    max_tokens: int | None = None
+    batch_size: int = 16
+    device: str | None = None
+    backend: str | None = None
+    precision: str | None = None
+    as_of: str | None = None
+    history: bool = False
+    replace: bool = False
+    compact: bool = False
+    distributed: str | None = None
+    ray_address: str | None = None
+    workers: int = 2
+    gpus_per_worker: float = 0
+
+    def check(self) -> None:
+        if self.faiss_kind is not None and self.faiss_kind not in FAISS_KINDS:
+            raise UsageError(f"unknown FAISS index kind {self.faiss_kind!r}; choose one of {', '.join(FAISS_KINDS)}")
+        if self.distributed not in (None, "ray"):
+            raise UsageError(f"unknown --distributed {self.distributed!r}; the one engine supported is ray")
+        if self.quantize is not None and self.quantize not in QUANTIZATIONS:
+            raise UsageError(f"unknown quantization {self.quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
+        if self.as_of is not None:
+            check_day(self.as_of, "--as-of")
+
+
+@dataclass
+class Stored:
+    """What planning needs of an index that exists: its manifest and, per law, its source and preference."""
+
+    manifest: dict
+    preference: dict[str, tuple]  # boe_id → `_preference` of the stored law
+
+    @property
+    def rewrite_needed(self) -> bool:
+        return self.manifest["format_version"] != FORMAT_VERSION
+
+    @classmethod
+    def read(cls, index: Path) -> Stored:
+        manifest = read_manifest(index, upgrade=True)
+        check_files(index, manifest)
+        preference = {}
+        in_force = "" if manifest["format_version"] == 1 else " AND a.wording = ''"  # format 1: no wordings
+        connection = connect(index / DATABASE)
+        try:
+            for row in connection.execute(
+                "SELECT l.boe_id, l.fecha_actualizacion, l.fecha_publicacion, l.source_format, "
+                f"(SELECT COUNT(*) FROM articles a WHERE a.boe_id = l.boe_id{in_force}) FROM laws l"
+            ):
+                fmt_rank = FORMAT_PREFERENCE.index(row[3]) if row[3] in FORMAT_PREFERENCE else 99
+                preference[row[0]] = (row[4] > 1, row[1] or row[2] or "", -fmt_rank)
+        finally:
+            connection.close()
+        return cls(manifest, preference)
+
+
+@dataclass
+class Plan:
+    """What one run changes: the laws to (re)index with their source digests, the laws to drop, the source
+    records, and whether the whole index must be written again."""
+
+    chosen: dict[str, tuple[Law, str]] = field(default_factory=dict)  # boe_id → (law, source sha256)
+    kept: set[str] = field(default_factory=set)  # stored laws whose sources were given unchanged
+    removed: set[str] = field(default_factory=set)
+    sources: dict[str, dict] = field(default_factory=dict)
+    rewrite: bool = False
+
+
 def build(
     arguments: Iterable[str],
     index: Path,
+    options: BuildOptions | None = None,
     *,
-    model: str | None = None,
-    dims: list[int] | None = None,
-    faiss_kind: str | None = None,
-    quantize: str | None = None,
-    max_tokens: int | None = None,
-    batch_size: int = 16,
-    device: str | None = None,
-    backend: str | None = None,
-    precision: str | None = None,
-    as_of: str | None = None,
-    history: bool = False,
     fetcher: Callable[[str], Path] | None = None,
-    replace: bool = False,
     progress: Progress | None = None,
     encoder: Encoder | None = None,
     notify: Callable[[str], None] | None = None,
-    distributed: str | None = None,
-    ray_address: str | None = None,
-    workers: int = 2,
-    gpus_per_worker: float = 0,
+    **settings,
 ) -> IndexReport:
-    """Index `arguments` (files, folders, BOE ids, id lists) into `index`, adding to or updating what it holds.
+    """Index `arguments` (files, folders, BOE ids, id lists) into `index`, adding to or updating what it holds;
+    `options` (or the same names as keywords: `BuildOptions`) say how.
 
-    `as_of` indexes the wording in force that day; `history` also every earlier wording, each searchable as of
-    the dates it was in force (searches see the wording in force unless they ask for a date). With `replace`,
-    laws not among the sources are dropped. Sources that fail are reported in `errors`; the
-    others are indexed. Nothing is written when nothing changed, and a failure leaves the old index intact.
-    `distributed="ray"` embeds on a Ray cluster (`ray_address`, else a local instance) with `workers` actors of
-    `gpus_per_worker` GPUs each; see `legalsearch.distributed`.
+    A pipeline of stages: read the sources (skipping those whose bytes the index holds) → plan what changed →
+    chunk → embed what is new (chunks whose text the index holds keep their vectors) → commit one new segment and
+    one catalogue transaction (`store.commit`; a first build, new dims or an old format write the whole index).
+    `as_of` indexes the wording in force that day; `history` every earlier wording too. With `replace`, laws
+    not among the sources are dropped. Sources that fail are reported in `errors`; the others are indexed.
+    Nothing is written when nothing changed, and a failure leaves the previous commit as it was.
     """
+    options = options or BuildOptions(**settings)
+    options.check()
     started = time.perf_counter()
     index = Path(index)
     report = IndexReport(index)
     tick = progress or (lambda stage, done, total: None)
-    if faiss_kind is not None and faiss_kind not in FAISS_KINDS:
-        raise UsageError(f"unknown FAISS index kind {faiss_kind!r}; choose one of {', '.join(FAISS_KINDS)}")
-    if distributed not in (None, "ray"):
-        raise UsageError(f"unknown --distributed {distributed!r}; the one engine supported is ray")
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise UsageError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
-    if as_of is not None:
-        check_day(as_of, "--as-of")
-
     try:
         resolved = list(sources_module.resolve(arguments))
     except LegalSearchError as exc:
         report.errors.append(exc)
         resolved = []
     check_target(index, [Path(a) for a in arguments if Path(a).exists()] + [s.path for s in resolved if s.path])
-    existing = load_contents(index) if is_index(index) else None
-    if existing is not None and model is not None and not same_model(existing.model, model):
-        raise ModelError(
-            f"{index} was built with model {existing.model['id']}, not {model}; "
-            f"index with --model {existing.model['id']} or into another --index"
-        )
-    if existing is not None:
-        check_requested_runtime(existing.model, backend, precision, index)
-    model_id = model or (existing.model["id"] if existing else None)
-    wanted_tokens = max_tokens or (existing.max_tokens if existing else None)
-    tokens_changed = existing is not None and wanted_tokens is not None and wanted_tokens != existing.max_tokens
-    stored_by_id = {s.law.boe_id: s for s in existing.laws} if existing else {}
+    with WriterLock(index):
+        tidy(index)
+        stored = Stored.read(index) if is_index(index) else None
+        if stored is not None:
+            _check_model(stored.manifest["model"], options, index)
+        plan = _plan(resolved, stored, options, fetcher, report, tick)
+        if stored is None and not plan.chosen:
+            raise NothingToIndex(report.errors)
+        if stored is not None and not plan.chosen and not plan.removed and not plan.rewrite:
+            _report_counts(report, stored.manifest)
+            report.reused = report.chunks
+            report.up_to_date = True
+            if options.compact:
+                report.compacted = compact(index, everything=True)
+            report.seconds = time.perf_counter() - started
+            return report
+        encoder = _encoder(encoder, index, stored, options, notify)
+        budget = options.max_tokens or (stored.manifest["chunking"]["max_tokens"] if stored else None)
+        budget = budget or min(DEFAULT_MAX_TOKENS, encoder.info.max_seq_length)
+        if stored is None or plan.rewrite:
+            manifest = _rewrite(index, plan, stored, options, encoder, budget, tick, notify, report)
+        else:
+            manifest = _update(index, plan, stored, options, encoder, budget, tick, notify, report)
+        if hasattr(encoder, "discard"):  # distributed: the shards' vectors are in the index now
+            encoder.discard()
+        report.compacted = compact(index, everything=options.compact)
+        if report.compacted:
+            manifest = read_manifest(index)
+    _report_counts(report, manifest)
+    report.reused = report.chunks - report.embedded
+    report.seconds = time.perf_counter() - started
+    return report
 
-    # 1. Read sources; skip those whose bytes the index already holds.
-    new_laws: list[tuple[Law, str]] = []  # (law, source sha256)
-    source_records: dict[str, dict] = {}
-    kept_unchanged: set[str] = set()
+
+def _report_counts(report: IndexReport, manifest: dict) -> None:
+    counts = manifest["counts"]
+    report.laws, report.articles, report.chunks = counts["laws"], counts["articles"], counts["chunks"]
+    report.earlier_wordings = counts.get("earlier_wordings", 0)
+    report.dims = list(manifest["dims"])
+    report.bytes = sum(meta["bytes"] for meta in manifest["files"].values())
+    report.commit = manifest.get("commit")
+
+
+def _check_model(recorded: dict, options: BuildOptions, index: Path) -> None:
+    if options.model is not None and not same_model(recorded, options.model):
+        raise ModelError(
+            f"{index} was built with model {recorded['id']}, not {options.model}; "
+            f"index with --model {recorded['id']} or into another --index"
+        )
+    check_requested_runtime(recorded, options.backend, options.precision, index)
+
+
+def _read_sources(resolved, stored: Stored | None, options: BuildOptions, fetcher, report, tick, tokens_changed):
+    """Stage 1: parse each source whose bytes the index does not hold as they are; (law, digest) pairs, the
+    source records, and the stored laws whose sources came unchanged."""
+    recorded_sources = stored.manifest.get("sources", {}) if stored else {}
+    new_laws: list[tuple[Law, str]] = []
+    records: dict[str, dict] = {}
+    unchanged: set[str] = set()
     for done, source in enumerate(resolved, 1):
         tick("parse", done - 1, len(resolved))
         try:
@@ -296,119 +403,109 @@ def build(
                     raise LegalSearchError(f"{source.boe_id}: BOE ids need the fetcher")
                 path = fetcher(source.boe_id)
             digest = sha256_file(path)
-            recorded = existing.sources.get(source.label) if existing else None
+            recorded = recorded_sources.get(source.label)
             if (
                 recorded
                 and recorded["sha256"] == digest
-                and recorded.get("as_of") == as_of  # the same bytes read as of another date are another text
-                and recorded.get("history", False) == history
+                and recorded.get("as_of") == options.as_of  # the same bytes read as of another date: another text
+                and recorded.get("history", False) == options.history
                 and not tokens_changed
-                and all(b in stored_by_id for b in recorded["laws"])
+                and all(b in stored.preference for b in recorded["laws"])
             ):
-                kept_unchanged.update(recorded["laws"])
-                source_records[source.label] = recorded
+                unchanged.update(recorded["laws"])
+                records[source.label] = recorded
                 report.unchanged_sources += 1
                 continue
-            law = sources_module.parse_file(path, as_of, history)
+            law = sources_module.parse_file(path, options.as_of, options.history)
             new_laws.append((law, digest))
-            source_records[source.label] = {"sha256": digest, "as_of": as_of, "laws": [law.boe_id]}
-            if history:
-                source_records[source.label]["history"] = True
+            records[source.label] = {"sha256": digest, "as_of": options.as_of, "laws": [law.boe_id]}
+            if options.history:
+                records[source.label]["history"] = True
             report.parsed_sources += 1
         except LegalSearchError as exc:
             report.errors.append(exc)
     tick("parse", len(resolved), len(resolved))
+    return new_laws, records, unchanged
 
-    # 2. One source per law.
+
+def _plan(resolved, stored: Stored | None, options: BuildOptions, fetcher, report, tick) -> Plan:
+    """Stages 1-2: read the sources, then choose one source per law and decide what changes."""
+    manifest = stored.manifest if stored else None
+    tokens_changed = bool(manifest and options.max_tokens and options.max_tokens != manifest["chunking"]["max_tokens"])
+    new_laws, records, unchanged = _read_sources(resolved, stored, options, fetcher, report, tick, tokens_changed)
+    plan = Plan(kept=unchanged, sources=records)
     by_id: dict[str, list[tuple[Law, str]]] = {}
     for law, digest in new_laws:
         by_id.setdefault(law.boe_id, []).append((law, digest))
-    chosen: dict[str, tuple[Law, str]] = {}
     for boe_id, candidates in by_id.items():
-        if boe_id in kept_unchanged:
-            candidates = [c for c in candidates if _preference(c[0]) > _preference(stored_by_id[boe_id].law)]
+        if boe_id in unchanged:
+            candidates = [c for c in candidates if _preference(c[0]) > stored.preference[boe_id]]
             if not candidates:
                 continue
         candidates.sort(key=lambda c: _preference(c[0]), reverse=True)
         _fill_metadata(candidates[0][0], [c[0] for c in candidates[1:]])
-        chosen[boe_id] = candidates[0]
+        plan.chosen[boe_id] = candidates[0]
         if len(candidates) > 1:
             skipped = ", ".join(c[0].origin for c in candidates[1:])
             report.duplicates.append(f"{boe_id}: indexed {candidates[0][0].origin}; skipped {skipped}")
-    for record in source_records.values():  # sources whose law lost to another source of it hold no law here
-        record["laws"] = [b for b in record["laws"] if b in chosen or b in kept_unchanged]
-
-    given = set(chosen) | kept_unchanged
-    kept = [s for s in (existing.laws if existing else []) if s.law.boe_id not in chosen]
-    if replace:
-        kept = [s for s in kept if s.law.boe_id in given]
-    dims_changed = existing is not None and (
-        (dims is not None and sorted(set(dims), reverse=True) != existing.dims)
-        or (faiss_kind is not None and faiss_kind != existing.faiss_kind)
-        or (quantize is not None and quantize != existing.quantize)
-        or not existing.has_lexical
-        or existing.format_version != FORMAT_VERSION
+    for record in records.values():  # sources whose law lost to another source of it hold no law here
+        record["laws"] = [b for b in record["laws"] if b in plan.chosen or b in unchanged]
+    given = set(plan.chosen) | unchanged
+    if options.replace and stored:
+        plan.removed = set(stored.preference) - given
+    plan.rewrite = manifest is not None and (
+        stored.rewrite_needed
+        or tokens_changed
+        or (options.dims is not None and sorted(set(options.dims), reverse=True) != manifest["dims"])
+        or (options.faiss_kind is not None and options.faiss_kind != manifest["faiss"]["kind"])
+        or (options.quantize is not None and options.quantize != manifest["faiss"].get("quantize", "none"))
     )
-    removed = existing is not None and len(kept) + len(chosen) < len(existing.laws)
-    if existing is not None and not chosen and not dims_changed and not removed and not tokens_changed:
-        report.up_to_date = True
-        report.laws = len(existing.laws)
-        report.articles = sum(len(s.law.articles) for s in existing.laws)
-        report.earlier_wordings = sum(len(s.law.history) for s in existing.laws)
-        report.chunks = sum(len(s.chunks) for s in existing.laws)
-        report.reused = report.chunks
-        report.dims = existing.dims
-        report.seconds = time.perf_counter() - started
-        report.bytes = sum(p.stat().st_size for p in index.rglob("*") if p.is_file())
-        return report
-    if not chosen and existing is None:
-        raise NothingToIndex(report.errors)
+    return plan
 
-    # 3. Chunk and embed what is new.
-    match = existing.model if existing is not None else None
-    if encoder is None and distributed == "ray":
+
+def _encoder(encoder, index: Path, stored: Stored | None, options: BuildOptions, notify) -> Encoder:
+    """The model, loaded (or a Ray pool), checked against the one the index was built with."""
+    match = stored.manifest["model"] if stored else None
+    model_id = options.model or (match["id"] if match else None)
+    if encoder is None and options.distributed == "ray":
         from .distributed import ray_encoder
 
         encoder = ray_encoder(
-            model_id or DEFAULT_MODEL, index, address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-            backend=backend, precision=precision, match=match, notify=notify,
+            model_id or DEFAULT_MODEL, index, address=options.ray_address, workers=options.workers,
+            gpus_per_worker=options.gpus_per_worker, backend=options.backend, precision=options.precision,
+            match=match, notify=notify,
         )  # fmt: skip
-    encoder = encoder or load_encoder(model_id, device, notify, backend=backend, precision=precision, match=match)
-    if existing is not None and not same_model(existing.model, encoder.info.model_id):
-        raise ModelError(f"{index} was built with model {existing.model['id']}, not {encoder.info.model_id}")
-    if existing is not None:
-        check_runtime(existing.model, encoder.info, index)
-    if existing is not None and existing.model.get("revision") != encoder.info.revision:
-        raise ModelError(
-            f"{index} was built with revision {existing.model.get('revision')} of {existing.model['id']}, "
-            f"but {encoder.info.revision} is loaded; rebuild into a new --index"
-        )
-    budget = wanted_tokens or min(DEFAULT_MAX_TOKENS, encoder.info.max_seq_length)
-    known: dict[str, np.ndarray] = {}
-    for stored in existing.laws if existing else []:
-        for chunk, vector in zip(stored.chunks, stored.vectors, strict=True):
-            known[chunk.content_hash] = vector
+    encoder = encoder or load_encoder(
+        model_id, options.device, notify, backend=options.backend, precision=options.precision, match=match
+    )
+    if match is not None:
+        if not same_model(match, encoder.info.model_id):
+            raise ModelError(f"{index} was built with model {match['id']}, not {encoder.info.model_id}")
+        check_runtime(match, encoder.info, index)
+        if match.get("revision") != encoder.info.revision:
+            raise ModelError(
+                f"{index} was built with revision {match.get('revision')} of {match['id']}, "
+                f"but {encoder.info.revision} is loaded; rebuild into a new --index"
+            )
+    return encoder
+
+
+def _chunk_and_embed(laws, encoder, budget, known, options, tick, notify, report) -> list[StoredLaw]:
+    """Stages 3-4: chunk each (law, digest); vectors of chunks whose text `known(hashes)` finds are reused, the
+    others embedded in one batch."""
     fresh: list[StoredLaw] = []
-    to_embed: list[tuple[int, int, str]] = []  # (law position, chunk position, text)
-
-    def stage(law: Law, digest: str | None) -> None:
-        """Chunk `law`; reuse the vectors of chunks the index already has, queue the others for embedding."""
+    for law, digest in laws:
         chunks = chunk_law(law, encoder.count_tokens, budget)
-        vectors = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
-        for i, chunk in enumerate(chunks):
-            vector = known.get(chunk.content_hash)
+        fresh.append(StoredLaw(law, chunks, np.zeros((len(chunks), encoder.dim), dtype=np.float32), digest))
+    found = known({c.content_hash for s in fresh for c in s.chunks})
+    to_embed: list[tuple[int, int, str]] = []
+    for law_pos, stored in enumerate(fresh):
+        for i, chunk in enumerate(stored.chunks):
+            vector = found.get(chunk.content_hash)
             if vector is None:
-                to_embed.append((len(fresh), i, chunk.text))
+                to_embed.append((law_pos, i, chunk.text))
             else:
-                vectors[i] = vector
-        fresh.append(StoredLaw(law, chunks, vectors, digest))
-
-    for law, digest in chosen.values():
-        stage(law, digest)
-    if tokens_changed:  # every kept law is re-chunked at the new budget
-        for stored in kept:
-            stage(stored.law, stored.source_sha256)
-        kept = []
+                stored.vectors[i] = vector
     done = 0
 
     def advance(n: int) -> None:
@@ -417,61 +514,104 @@ def build(
         tick("embed", done, len(to_embed))
 
     tick("embed", 0, len(to_embed))
-    embedded = embed_with_estimate(encoder, [t for _, _, t in to_embed], batch_size, advance, notify)
+    embedded = embed_with_estimate(encoder, [t for _, _, t in to_embed], options.batch_size, advance, notify)
     for (law_pos, chunk_pos, _), vector in zip(to_embed, embedded, strict=True):
         fresh[law_pos].vectors[chunk_pos] = vector
+    report.embedded = len(to_embed)
+    return fresh
 
-    # 4. Write: kept laws in their old order, updated ones in place, new ones after.
-    fresh_by_id = {s.law.boe_id: s for s in fresh}
-    kept_ids = {id(s) for s in kept}
-    ordered: list[StoredLaw] = []
-    for stored in existing.laws if existing else []:
-        if stored.law.boe_id in fresh_by_id:
-            ordered.append(fresh_by_id.pop(stored.law.boe_id))
-        elif id(stored) in kept_ids:
-            ordered.append(stored)
-    ordered += fresh_by_id.values()
-    full_dim = encoder.dim
-    contents = IndexContents(
-        model=_model_record(encoder),
-        dims=dims_for(full_dim, dims or (existing.dims if existing else None)),
-        faiss_kind=faiss_kind or (existing.faiss_kind if existing else "flat"),
-        quantize=quantize or (existing.quantize if existing else "none"),
-        max_tokens=budget,
-        laws=ordered,
-        sources={**(existing.sources if existing and not replace else {}), **source_records},
-        defaults=_kept_calibration(
-            defaults_for(
-                encoder.info.model_id,
-                full_dim,
-                dims_for(full_dim, dims or (existing.dims if existing else None)),
-                encoder.info.revision,
-            ),
-            existing,
-        ),
-        build={"embedded": len(to_embed), "seconds": round(time.perf_counter() - started, 3)},
-    )
-    live = {s.law.boe_id for s in ordered}
-    contents.sources = {k: v for k, v in contents.sources.items() if any(b in live for b in v["laws"])}
-    steps = 3 + len(contents.dims)
+
+def _known_in(index: Path, manifest: dict):
+    """`known(hashes)` for an index on disk: the stored vectors of chunks with those content hashes."""
+
+    def known(hashes: set[str]) -> dict[str, np.ndarray]:
+        connection = connect(index / DATABASE)
+        try:
+            pairs: dict[str, int] = {}
+            listed = sorted(hashes)
+            for start in range(0, len(listed), 500):
+                batch = listed[start : start + 500]
+                for content_hash, row in connection.execute(
+                    f"SELECT content_hash, MIN(row) FROM chunks WHERE content_hash IN ({', '.join('?' * len(batch))}) "
+                    "GROUP BY content_hash",
+                    batch,
+                ):
+                    pairs[content_hash] = row
+        finally:
+            connection.close()
+        vectors = row_vectors(index, manifest, list(pairs.values()))
+        return dict(zip(pairs, vectors, strict=True))
+
+    return known
+
+
+def _write_step(tick, steps: int):
     written = 0
 
     def on_step(name: str) -> None:
         nonlocal written
         written += 1
-        tick("write", written, steps)
+        tick("write", min(written, steps), steps)
 
     tick("write", 0, steps)
-    manifest = write_index(index, contents, on_step)
-    if hasattr(encoder, "discard"):  # distributed: the shards' vectors are in the index now
-        encoder.discard()
-    report.laws = manifest["counts"]["laws"]
-    report.articles = manifest["counts"]["articles"]
-    report.earlier_wordings = manifest["counts"]["earlier_wordings"]
-    report.chunks = manifest["counts"]["chunks"]
-    report.embedded = len(to_embed)
-    report.reused = report.chunks - report.embedded
-    report.dims = contents.dims
-    report.seconds = time.perf_counter() - started
-    report.bytes = sum(meta["bytes"] for meta in manifest["files"].values())
-    return report
+    return on_step
+
+
+def _update(index, plan: Plan, stored: Stored, options, encoder, budget, tick, notify, report) -> dict:
+    """Stage 5 of an update: one new segment for the changed laws, one catalogue transaction."""
+    manifest = stored.manifest
+    fresh = _chunk_and_embed(list(plan.chosen.values()), encoder, budget, _known_in(index, manifest), options, tick,
+                             notify, report)  # fmt: skip
+    live = (set(stored.preference) | set(plan.chosen)) - plan.removed
+    dropped = {label for label, record in manifest.get("sources", {}).items() if not set(record["laws"]) & live}
+    change = Change(
+        added=fresh, removed=plan.removed, embedded=report.embedded,
+        sources={k: v for k, v in plan.sources.items() if v["laws"]}, dropped_sources=dropped,
+    )  # fmt: skip
+    return commit(index, change, _write_step(tick, 2 + len(manifest["dims"])))
+
+
+def _rewrite(index, plan: Plan, stored: Stored | None, options, encoder, budget, tick, notify, report) -> dict:
+    """Stage 5 of a first build or a rewrite (new dims, FAISS kind, chunk budget, an old format): the whole
+    index into a new folder, renamed into place."""
+    existing = load_contents(index) if stored else None
+    tokens_changed = existing is not None and budget != existing.max_tokens
+    kept = [s for s in (existing.laws if existing else []) if s.law.boe_id not in set(plan.chosen) | plan.removed]
+    known_vectors = {}
+    for law in existing.laws if existing else []:
+        for chunk, vector in zip(law.chunks, law.vectors, strict=True):
+            known_vectors[chunk.content_hash] = vector
+    todo = list(plan.chosen.values())
+    if tokens_changed:  # every kept law is re-chunked at the new budget
+        todo = [(s.law, s.source_sha256) for s in kept] + todo
+        kept = []
+    fresh = _chunk_and_embed(todo, encoder, budget, lambda hashes: {h: known_vectors[h] for h in hashes
+                             if h in known_vectors}, options, tick, notify, report)  # fmt: skip
+    fresh_by_id = {s.law.boe_id: s for s in fresh}
+    kept_ids = {id(s) for s in kept}
+    ordered: list[StoredLaw] = []  # kept laws in their old order, updated ones in place, new ones after
+    for law in existing.laws if existing else []:
+        if law.law.boe_id in fresh_by_id:
+            ordered.append(fresh_by_id.pop(law.law.boe_id))
+        elif id(law) in kept_ids:
+            ordered.append(law)
+    ordered += fresh_by_id.values()
+    full_dim = encoder.dim
+    dims = dims_for(full_dim, options.dims or (existing.dims if existing else None))
+    sources = {**(existing.sources if existing and not options.replace else {}), **plan.sources}
+    live = {s.law.boe_id for s in ordered}
+    contents = IndexContents(
+        model=_model_record(encoder),
+        dims=dims,
+        faiss_kind=options.faiss_kind or (existing.faiss_kind if existing else "flat"),
+        quantize=options.quantize or (existing.quantize if existing else "none"),
+        max_tokens=budget,
+        laws=ordered,
+        sources={k: v for k, v in sources.items() if any(b in live for b in v["laws"])},
+        defaults=_kept_calibration(
+            defaults_for(encoder.info.model_id, full_dim, dims, encoder.info.revision), existing
+        ),
+        build={"embedded": report.embedded},
+    )
+    kind = "build" if existing is None else ("upgrade" if stored.rewrite_needed else "rewrite")
+    return write_index(index, contents, _write_step(tick, 2 + len(dims)), kind=kind)

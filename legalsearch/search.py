@@ -35,8 +35,9 @@ from .quiet import quiet_third_party
 from .ranking import SAMPLE as PRIOR_SAMPLE
 from .ranking import Candidate, Priors
 from .ranking import apply as apply_priors
+from .snapshot import Snapshot
 from .sources.structure import fold
-from .store import DATABASE, VECTORS, check_files, connect, read_manifest
+from .store import DATABASE, check_files, read_manifest
 from .wordings import Wording, law_url, norma_url, word_diff
 
 MAX_QUERY_CHARS = 4000
@@ -68,6 +69,7 @@ def _index_errors(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
+            self.refresh()
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(
@@ -176,20 +178,43 @@ class LegalSearch:
         precision: str | None = None,
     ) -> None:
         self.path = path
-        self.manifest = manifest
         self._encoder = encoder
         self._device = device
         self._runtime = (backend, precision)
-        self._faiss: dict[int, object] = {}
-        self._float_views: dict[int, np.ndarray | None] = {}
-        self._chunk_article: np.ndarray | None = None
-        self._vectors: np.ndarray | None = None
-        self._bm25 = None
-        self._law_titles: dict[str, str] | None = None
-        self._allowed_cache: dict[Filters, np.ndarray] = {}
         self._rerankers: dict[str, object] = {}
         self._lock = threading.RLock()
-        self._local = threading.local()
+        self._snapshot = Snapshot(path, manifest)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what was computed from the previous snapshot."""
+        self._chunk_article: np.ndarray | None = None
+        self._law_titles: dict[str, str] | None = None
+        self._allowed_cache: dict[Filters, np.ndarray] = {}
+
+    @property
+    def manifest(self) -> dict:
+        """The manifest with the catalogue's facts (counts, segments, commit) of the commit this reader serves."""
+        return self._snapshot.manifest
+
+    @property
+    def commit(self) -> int:
+        """The commit this reader serves (`legalsearch info`, `/health`)."""
+        return self._snapshot.commit
+
+    def refresh(self) -> bool:
+        """Move to the latest commit if a writer made one since (cheap when none did: one stat, one query).
+        Whether it moved."""
+        if self._snapshot.is_current():
+            return False
+        with self._lock:
+            if self._snapshot.is_current():
+                return False
+            static = read_manifest(self.path)
+            check_files(self.path, static)
+            self._snapshot = Snapshot(self.path, static, self._snapshot)
+            self._forget()
+        return True
 
     @classmethod
     def open(
@@ -248,38 +273,7 @@ class LegalSearch:
             return self._encoder
 
     def _db(self):
-        connection = getattr(self._local, "db", None)
-        if connection is None:
-            connection = self._local.db = connect(self.path / DATABASE)
-        return connection
-
-    def _index_for(self, dim: int):
-        import faiss
-
-        with self._lock:
-            index = self._faiss.get(dim)
-            if index is None:
-                file = self.path / "faiss" / f"dim-{dim}.faiss"
-                binary = self.manifest["faiss"].get("quantize") == "binary"
-                try:
-                    if binary:
-                        index = faiss.read_index_binary(str(file))
-                    else:
-                        index = faiss.read_index(str(file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-                except RuntimeError:
-                    try:
-                        index = faiss.read_index(str(file))
-                    except RuntimeError as exc:
-                        raise IndexFormatError(f"{file}: unreadable FAISS index ({exc}); rebuild the index") from None
-                if index.d != dim or index.ntotal != self.manifest["counts"]["chunks"]:
-                    raise IndexFormatError(
-                        f"{file}: {index.ntotal} vectors at dim {index.d}, the manifest says "
-                        f"{self.manifest['counts']['chunks']} at dim {dim}; rebuild the index"
-                    )
-                if getattr(index, "hnsw", None) is not None:
-                    index.hnsw.efSearch = 128
-                self._faiss[dim] = index
-            return index
+        return self._snapshot.connection
 
     # --- queries --------------------------------------------------------------------------------------
     @staticmethod
@@ -452,20 +446,20 @@ class LegalSearch:
 
     # --- candidates -----------------------------------------------------------------------------------
     def _chunk_articles(self) -> np.ndarray:
-        """Article key (articles.id) of every chunk row."""
+        """Article key (articles.id) of every global chunk row (-1: a deleted row)."""
         with self._lock:
             if self._chunk_article is None:
-                rows = self._db().execute(
-                    "SELECT a.id FROM chunks c JOIN articles a USING (boe_id, article_id, wording) ORDER BY c.row"
+                pairs = (
+                    self._db()
+                    .execute("SELECT c.row, a.id FROM chunks c JOIN articles a USING (boe_id, article_id, wording)")
+                    .fetchall()
                 )
-                self._chunk_article = np.fromiter((r[0] for r in rows), dtype=np.int64)
+                owner = np.full(self._snapshot.size, -1, dtype=np.int64)
+                if pairs:
+                    both = np.array(pairs, dtype=np.int64)
+                    owner[both[:, 0]] = both[:, 1]
+                self._chunk_article = owner
             return self._chunk_article
-
-    def _full_vectors(self) -> np.ndarray:
-        with self._lock:
-            if self._vectors is None:
-                self._vectors = np.load(self.path / VECTORS, mmap_mode="r", allow_pickle=False)
-            return self._vectors
 
     def _roll_up(self, chunks: list[tuple[int, float]], depth: int) -> list[tuple[int, float, int]]:
         """(article key, score, best chunk row) of the first `depth` distinct articles of a ranked chunk list."""
@@ -490,64 +484,35 @@ class LegalSearch:
             n = min(total, n * 4)
 
     def _dense_chunks(self, vectors: np.ndarray, dim: int, n: int, allowed: np.ndarray | None):
-        import faiss
-
-        index = self._index_for(dim)
         quantize = self.manifest["faiss"].get("quantize", "none")
         queries = matryoshka(vectors, dim)
-        fetch = n if quantize == "none" else min(index.ntotal, max(4 * n, 200))
-        selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
-        params = None
-        if selector is not None:
-            params = (
-                faiss.SearchParametersHNSW(sel=selector, efSearch=max(128, fetch))
-                if getattr(index, "hnsw", None) is not None
-                else faiss.SearchParameters(sel=selector)
-            )
+        fetch = n if quantize == "none" else min(self._candidates(allowed), max(4 * n, 200))
         codes = np.packbits(queries > 0, axis=1) if quantize == "binary" else queries
-        scores, rows = index.search(codes, fetch, params=params) if params else index.search(codes, fetch)
         results = []
-        for q, (score_row, row_row) in enumerate(zip(scores, rows, strict=True)):
-            keep = row_row >= 0
-            found, found_scores = row_row[keep], score_row[keep].astype(np.float64)
+        for q, (found, found_scores) in enumerate(self._snapshot.search(codes, dim, fetch, allowed)):
+            found_scores = found_scores.astype(np.float64)
             if quantize != "none" and len(found):  # always rescored with the full-precision vectors
                 found, found_scores = self._rescore(found, queries[q], dim)
                 found, found_scores = found[:n], found_scores[:n]
             results.append(list(zip(found.tolist(), found_scores.tolist(), strict=True)))
         return results
 
-    def _float_rows(self, dim: int) -> np.ndarray | None:
-        """The float32 unit vectors at `dim` that a float FAISS index (flat, or HNSW over flat storage) holds, as
-        an array view of its (memory-mapped) storage; None for quantized indexes."""
-        import faiss
-
-        with self._lock:
-            if dim not in self._float_views:
-                index = self._index_for(dim)
-                storage = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
-                view = None
-                if isinstance(storage, faiss.IndexFlat) and storage.ntotal:
-                    view = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * dim).reshape(storage.ntotal, dim)
-                self._float_views[dim] = view
-            return self._float_views[dim]
-
     def _rescore(self, rows: np.ndarray, query: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """`rows` ordered by exact cosine at `dim` with the full-precision vectors, and those cosines.
 
-        Read from the float FAISS index of that dim where there is one (its rows are the re-normalised prefixes
-        already), else from the float16 vector file. `einsum`, not `@`: a BLAS matrix-vector product started
-        right after FAISS's OpenMP threads fought them for the cores (3-4× slower on 2 cores,
+        Read from the flat float FAISS file of that dim where there is one (its rows are the re-normalised
+        prefixes already), else from the float16 vector files. `einsum`, not `@`: a BLAS matrix-vector product
+        started right after FAISS's OpenMP threads fought them for the cores (3-4× slower on 2 cores,
         bench/funnel_real.py)."""
         rows = np.sort(rows)  # ascending rows: memory-mapped files are read in order
         unit = query[:dim] / np.linalg.norm(query[:dim])
-        view = self._float_rows(dim) if self.manifest["faiss"].get("quantize", "none") == "none" else None
-        candidates = view[rows] if view is not None else matryoshka(np.asarray(self._full_vectors()[rows]), dim)
+        candidates = self._snapshot.prefixes(rows, dim)
         exact = np.einsum("ij,j->i", candidates, unit.astype(np.float32))
-        order = np.argsort(-exact, kind="stable")
+        order = np.lexsort((rows, -exact))
         return rows[order], exact[order].astype(np.float64)
 
     def _candidates(self, allowed: np.ndarray | None) -> int:
-        return len(allowed) if allowed is not None else self.manifest["counts"]["chunks"]
+        return len(allowed) if allowed is not None else int(self.manifest["counts"]["chunks"])
 
     def _dense_articles(self, vectors, depth: int, dim: int, allowed) -> list[list[tuple[int, float, int]]]:
         total = self._candidates(allowed)
@@ -583,19 +548,7 @@ class LegalSearch:
         return self._until_enough(fetch, depth, total)
 
     def _lexical(self):
-        from .lexical import FOLDER, LexicalIndex
-
-        with self._lock:
-            if self._bm25 is None:
-                if not (self.path / FOLDER).exists():
-                    raise IndexFormatError(f"{self.path} has no lexical index; rebuild it with `legalsearch index`")
-                try:
-                    self._bm25 = LexicalIndex(self.path / FOLDER)
-                except (OSError, ValueError, KeyError) as exc:
-                    raise IndexFormatError(
-                        f"{self.path / FOLDER}: unreadable BM25 index ({exc}); rebuild the index into a new --index"
-                    ) from None
-            return self._bm25
+        return self._snapshot.lexical
 
     @property
     def lexicon_weight(self) -> float:

@@ -231,9 +231,12 @@ def create_app(search: LegalSearch) -> FastAPI:
 
     @app.get("/health", summary="Liveness and what is loaded")
     def health() -> dict:
+        search.refresh()
         manifest = search.manifest
         return {
             "status": "ok",
+            "commit": search.commit,
+            "updated": manifest.get("updated"),
             "version": __version__,
             "index": str(search.path),
             "model": manifest["model"]["id"],

@@ -1,50 +1,54 @@
-"""The index folder: plain files, readable without the code that wrote it, never pickled.
+"""The index folder: plain files and SQLite, readable without the code that wrote it, never pickled.
 
     <index>/manifest.json        format and tool version, model id/revision/dim, dims, FAISS factory per dim,
-                                 chunking, defaults, counts, corpus fingerprint, sources, checksums
-    <index>/legalsearch.sqlite   laws, articles, chunks (content hashes): metadata and filters; an article's
-                                 `wording` is '' for the text in force, else the date an earlier wording came
-                                 into force (indexed with `--history`), and chunks carry the same key
-    <index>/vectors.f16.npy      full-dim unit vectors, one row per chunk (row = chunks.row)
-    <index>/faiss/dim-<d>.faiss  per Matryoshka dim: first d components re-normalised, inner product
+                                 lexical analysis, chunking, search defaults (what does not change per update)
+    <index>/legalsearch.sqlite   the catalogue: laws, articles, chunks (global row, content hash), the segments
+                                 the index is made of, deleted rows, sources, the log of commits (WAL mode)
+    <index>/segments/<name>/     immutable segments (segments.py): vectors, FAISS per dim, BM25 postings
 
-An index is written into a temporary sibling folder and renamed into place, so a crash or Ctrl-C never leaves
-a broken index and never touches the previous one.
+An update writes a new segment with the chunks of the laws it adds or changes, then commits in one SQLite
+transaction: the segment joins the catalogue, the rows of replaced or removed laws are marked deleted, the
+laws' rows change. That transaction is the commit point: a run killed before it leaves an unlisted segment that
+the next writer removes; readers see the previous commit until it ends. Merges (`compact`) fold segments into
+one and drop deleted rows. A first build (or a rewrite: new dims, another chunk budget, an old format) writes a
+whole index into a temporary sibling folder and renames it into place. One writer at a time: `WriterLock`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, lexical
+from . import __version__, lexical, segments
 from .documents import Article, Chunk, Law
-from .embedding import matryoshka
-from .errors import IndexFormatError, TargetError
+from .errors import IndexFormatError, LegalSearchError, TargetError
+from .segments import BUILDING_MARKER, FAISS_KINDS, QUANTIZATIONS, Layout, sha256_file
 from .sources.structure import is_repealed
 
-FORMAT_VERSION = 3
-UPGRADABLE_FORMATS = (1, 2)  # read by `legalsearch index` to rewrite them in this format, vectors kept
+FORMAT_VERSION = 4
+UPGRADABLE_FORMATS = (1, 2, 3)  # read by `legalsearch index` to rewrite them in this format, vectors kept
 MANIFEST = "manifest.json"
 MARKER = "legalsearch-index"  # the manifest's "format": what makes a folder recognisably a legalsearch index
-BUILDING_MARKER = ".legalsearch-building"  # written first into every temporary build folder
 DATABASE = "legalsearch.sqlite"
-VECTORS = "vectors.f16.npy"
-FAISS_KINDS = ("flat", "hnsw")
-QUANTIZATIONS = ("none", "int8", "binary")
-# FAISS factory per (kind, quantization); binary codes are the signs of the re-normalised prefix (Hamming)
-FAISS_FACTORIES = {
-    ("flat", "none"): "Flat", ("hnsw", "none"): "HNSW32,Flat",
-    ("flat", "int8"): "SQ8", ("hnsw", "int8"): "HNSW32,SQ8",
-    ("flat", "binary"): "BFlat", ("hnsw", "binary"): "BHNSW32",
+LEGACY_VECTORS = "vectors.f16.npy"  # formats 1-3: one vector file for the whole index
+SQLITE_HEADER = b"SQLite format 3\x00"
+# Automatic merges (`merge_plan`): past this many segments the small ones are merged; past this share of
+# deleted rows everything is.
+MAX_SEGMENTS = 8
+MAX_DELETED_SHARE = 0.25
+LEXICAL_RECORD = {
+    "kind": "bm25", "method": "lucene", "k1": lexical.K1, "b": lexical.B, "statistics": "collection-wide, live rows",
+    "analysis": "lower case, accents folded, Spanish stopwords, Snowball Spanish stemmer (PyStemmer)",
 }  # fmt: skip
 
 SCHEMA = """
@@ -65,6 +69,16 @@ CREATE TABLE chunks (
     wording TEXT NOT NULL, part INTEGER NOT NULL, text TEXT NOT NULL, content_hash TEXT NOT NULL
 );
 CREATE INDEX chunks_article ON chunks (boe_id, article_id, wording);
+CREATE INDEX articles_law ON articles (boe_id);
+CREATE INDEX chunks_hash ON chunks (content_hash);
+CREATE TABLE segments (name TEXT PRIMARY KEY, base_row INTEGER NOT NULL, rows INTEGER NOT NULL, created TEXT NOT NULL);
+CREATE TABLE deleted (row INTEGER PRIMARY KEY);
+CREATE TABLE sources (label TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE commits (
+    id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, segment TEXT, laws_added TEXT NOT NULL,
+    laws_removed TEXT NOT NULL, chunks_added INTEGER NOT NULL, chunks_deleted INTEGER NOT NULL,
+    embedded INTEGER NOT NULL, counts TEXT NOT NULL
+);
 """
 LAW_COLUMNS = [f.name for f in fields(Law) if f.name not in ("articles", "history")]
 ARTICLE_COLUMNS = [f.name for f in fields(Article)]
@@ -83,18 +97,15 @@ def write_atomic(path: Path, text: str) -> None:
         partial.unlink(missing_ok=True)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def corpus_fingerprint(chunks: list[Chunk]) -> str:
+def corpus_fingerprint(chunks: Iterable[tuple[str, str]]) -> str:
+    """sha256 over the (chunk id, content hash) pairs of an index, in chunk id order."""
     digest = hashlib.sha256()
-    for chunk in sorted(chunks, key=lambda c: c.chunk_id):
-        digest.update(f"{chunk.chunk_id}\x1f{chunk.content_hash}\n".encode())
+    for chunk_id, content_hash in sorted(chunks):
+        digest.update(f"{chunk_id}\x1f{content_hash}\n".encode())
     return digest.hexdigest()
 
 
@@ -104,7 +115,7 @@ class StoredLaw:
 
     law: Law
     chunks: list[Chunk]
-    vectors: np.ndarray  # (len(chunks), full_dim) float32
+    vectors: np.ndarray  # (len(chunks), full_dim)
     source_sha256: str | None = None
 
 
@@ -122,6 +133,23 @@ class IndexContents:
     build: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION  # of the folder it was read from
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.model["dim"], tuple(self.dims), self.faiss_kind, self.quantize)
+
+
+@dataclass
+class Change:
+    """What one commit does: laws added or replacing the stored ones of the same boe_id, laws removed, source
+    records set or dropped."""
+
+    added: list[StoredLaw] = field(default_factory=list)
+    removed: set[str] = field(default_factory=set)
+    sources: dict[str, dict] = field(default_factory=dict)
+    dropped_sources: set[str] = field(default_factory=set)
+    embedded: int = 0
+    kind: str = "update"
+
 
 def _law_from_rows(law_row: sqlite3.Row, article_rows: list[sqlite3.Row]) -> Law:
     law = Law(**{c: law_row[c] for c in LAW_COLUMNS})
@@ -138,8 +166,19 @@ def _law_from_rows(law_row: sqlite3.Row, article_rows: list[sqlite3.Row]) -> Law
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    """A read-only connection in autocommit mode (a reader opens its own transactions)."""
+    connection = sqlite3.connect(
+        f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+    )
     connection.row_factory = sqlite3.Row
+    return connection
+
+
+def _writer(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.row_factory = sqlite3.Row
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
     return connection
 
 
@@ -181,26 +220,73 @@ def check_target(index: Path, sources: list[Path] = ()) -> None:
         )
 
 
+# --- one writer at a time ---------------------------------------------------------------------------------
+
+
+class IndexBusy(LegalSearchError):
+    """Another process is writing this index."""
+
+
+class WriterLock:
+    """An exclusive lock on writing one index: `.<name>.lock` beside it (the index folder may not exist yet, and
+    a rewrite renames it). A second writer is refused at once with one line naming the first."""
+
+    def __init__(self, index: Path) -> None:
+        self.index = Path(index)
+        self.path = self.index.parent / f".{self.index.name}.lock"
+        self._file = None
+
+    def __enter__(self) -> WriterLock:
+        self.index.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise IndexBusy(
+                f"{self.index}: another legalsearch is writing this index (pid {holder}); wait for it to finish "
+                "and run again"
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"{os.getpid()}\n")
+        self._file.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+
+
+# --- reading the manifest and the catalogue ----------------------------------------------------------------
+
+
 def _manifest_problem(manifest: object) -> str | None:
     """What is wrong with the shape of a manifest (None: nothing)."""
     if not isinstance(manifest, dict):
         return f"holds {type(manifest).__name__}, not an object"
     expected = {
         "format_version": int, "legalsearch_version": str, "model": dict, "dims": list, "faiss": dict,
-        "chunking": dict, "counts": dict, "files": dict,
+        "chunking": dict,
     }  # fmt: skip
+    if manifest.get("format_version") != FORMAT_VERSION:  # the old formats kept counts and files in the manifest
+        expected |= {"counts": dict, "files": dict}
     for key, kind in expected.items():
         if not isinstance(manifest.get(key), kind):
             return f"{key!r} is missing or not {kind.__name__}"
-    model, counts = manifest["model"], manifest["counts"]
+    model = manifest["model"]
     if not isinstance(model.get("id"), str) or not isinstance(model.get("dim"), int) or model["dim"] <= 0:
         return "'model' lacks its id or dim"
     dims = manifest["dims"]
     if not dims or not all(isinstance(d, int) and 0 < d <= model["dim"] for d in dims):
         return f"'dims' {dims!r} are not dims of a {model['dim']}-dim model"
-    for key in ("laws", "articles", "chunks"):
-        if not isinstance(counts.get(key), int) or counts[key] < 0:
-            return f"'counts' lacks {key}"
+    if "counts" in expected:
+        for key in ("laws", "articles", "chunks"):
+            if not isinstance(manifest["counts"].get(key), int) or manifest["counts"][key] < 0:
+                return f"'counts' lacks {key}"
     if (
         manifest["faiss"].get("kind") not in FAISS_KINDS
         or manifest["faiss"].get("quantize", "none") not in QUANTIZATIONS
@@ -208,7 +294,7 @@ def _manifest_problem(manifest: object) -> str | None:
         return "'faiss' names an unknown kind or quantization"
     if not isinstance(manifest["chunking"].get("max_tokens"), int):
         return "'chunking' lacks max_tokens"
-    for name, meta in manifest["files"].items():
+    for name, meta in manifest.get("files", {}).items():
         if (
             not isinstance(meta, dict)
             or not isinstance(meta.get("bytes"), int)
@@ -221,11 +307,10 @@ def _manifest_problem(manifest: object) -> str | None:
 
 
 def read_manifest(index: Path, upgrade: bool = False) -> dict:
-    """The manifest of an index folder, checked: exists, parses, has the shape this code reads, a format this
-    code reads (or, with `upgrade`, one it can rewrite), files present at their recorded sizes."""
+    """The manifest of an index folder, checked, with the catalogue's facts (counts, segments, sources, commit,
+    files) filled in: exists, parses, has the shape this code reads, a format this code reads (or, with
+    `upgrade`, one it can rewrite)."""
     path = index / MANIFEST
-    if not index.exists():
-        tidy(index)
     if not index.exists():
         raise IndexFormatError(f"{index}: no index here; build one with `legalsearch index SOURCE… --index {index}`")
     if not path.exists():
@@ -248,133 +333,165 @@ def read_manifest(index: Path, upgrade: bool = False) -> dict:
             "upgrade legalsearch, or rebuild the index with this one into a new --index"
         )
     problem = _manifest_problem(manifest)
-    if problem is None and version != FORMAT_VERSION and version not in UPGRADABLE_FORMATS:
-        problem = f"unknown format_version {version!r}"
-    if problem is not None:
+    if problem:
         raise IndexFormatError(
             f"{path}: not a valid legalsearch manifest ({problem}); rebuild the index into a new --index"
         )
+    if version == FORMAT_VERSION:
+        manifest.update(catalogue_facts(index))
     for name, meta in manifest["files"].items():
         file = index / name
-        if not file.is_file() or file.stat().st_size != meta["bytes"]:
-            raise IndexFormatError(f"{file}: missing or not the size the manifest records; rebuild the index")
+        if not file.exists():
+            raise IndexFormatError(f"{index}: {name} is missing; rebuild the index into a new --index")
+        if file.stat().st_size != meta["bytes"]:
+            raise IndexFormatError(
+                f"{file}: {file.stat().st_size} bytes, the manifest says {meta['bytes']}; the index is damaged: "
+                "rebuild it into a new --index"
+            )
     return manifest
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-FAISS_FOURCC = {b"IxFI", b"IHNf", b"IxSQ", b"IHNs"}
-FAISS_BINARY_FOURCC = {b"IBxF", b"IBHf"}
-
-
-def check_files(index: Path, manifest: dict) -> None:
-    """The cheap checks every open runs: each file's header, shape and row count against the manifest (the
-    database's tables, the vectors' shape, each FAISS file's `d` and `ntotal`, the BM25 arrays). Full checksums
-    are `verify_checksums` (`info --verify`): they read every byte."""
-    chunks, full_dim = manifest["counts"]["chunks"], manifest["model"]["dim"]
-    _check_database(index / DATABASE, manifest)
-    _check_npy(index / VECTORS, (chunks, full_dim), np.float16)
-    binary = manifest["faiss"].get("quantize") == "binary"
-    for dim in manifest["dims"]:
-        _check_faiss(index / "faiss" / f"dim-{dim}.faiss", dim, chunks, binary)
-    if "lexical" in manifest:
-        _check_bm25(index / manifest["lexical"].get("folder", lexical.FOLDER), chunks)
-
-
-def _damaged(path: Path, what: str) -> IndexFormatError:
-    return IndexFormatError(f"{path}: {what}; the index is damaged: rebuild it into a new --index")
-
-
-def _check_database(path: Path, manifest: dict) -> None:
+def _check_database_header(path: Path) -> None:
     try:
         with open(path, "rb") as f:
             header = f.read(len(SQLITE_HEADER))
     except OSError as exc:
-        raise _damaged(path, f"unreadable ({exc.strerror})") from None
+        raise damaged(path, f"unreadable ({exc.strerror})") from None
     if header != SQLITE_HEADER:
-        raise _damaged(path, "not an SQLite database")
-    connection = connect(path)
+        raise damaged(path, "not an SQLite database")
+
+
+def catalogue_facts(index: Path, connection: sqlite3.Connection | None = None) -> dict:
+    """What the catalogue says of the index now (or as `connection`'s open transaction sees it): the last
+    commit, counts, segments with their deleted rows, sources, and every segment file."""
+    database = index / DATABASE
+    _check_database_header(database)
+    own = connection is None
+    connection = connection or connect(database)
     try:
-        laws = connection.execute("SELECT COUNT(*) FROM laws").fetchone()[0]
+        last = connection.execute("SELECT * FROM commits ORDER BY id DESC LIMIT 1").fetchone()
+        first = connection.execute("SELECT at FROM commits ORDER BY id LIMIT 1").fetchone()
+        listed = connection.execute("SELECT name, base_row, rows FROM segments ORDER BY base_row").fetchall()
+        deleted = dict(
+            connection.execute(
+                "SELECT s.name, COUNT(d.row) FROM segments s JOIN deleted d "
+                "ON d.row >= s.base_row AND d.row < s.base_row + s.rows GROUP BY s.name"
+            ).fetchall()
+        )
+        sources = {r[0]: json.loads(r[1]) for r in connection.execute("SELECT label, record FROM sources")}
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        raise damaged(database, f"unreadable database ({exc})") from None
+    finally:
+        if own:
+            connection.close()
+    if last is None:
+        raise damaged(database, "a catalogue without a commit")
+    files: dict[str, dict] = {}
+    parts = []
+    for name, base, rows in listed:
+        record = _segment_record(index / segments.FOLDER / name)
+        files.update({f"{segments.FOLDER}/{name}/{f}": meta for f, meta in record["files"].items()})
+        parts.append({"name": name, "base_row": base, "rows": rows, "deleted": deleted.get(name, 0)})
+    return {
+        "commit": last["id"],
+        "updated": last["at"],
+        "created": first["at"],
+        "counts": json.loads(last["counts"]),
+        "segments": parts,
+        "sources": sources,
+        "files": files,
+    }
+
+
+def _segment_record(folder: Path) -> dict:
+    path = folder / segments.SEGMENT_MANIFEST
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise damaged(path, f"unreadable ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        raise damaged(path, "not a segment record")
+    return record
+
+
+def damaged(path: Path, what: str) -> IndexFormatError:
+    return IndexFormatError(f"{path}: {what}; the index is damaged: rebuild it into a new --index")
+
+
+def check_files(index: Path, manifest: dict) -> None:
+    """The cheap checks every open runs: the database's header and counts, each segment's vectors, FAISS and
+    BM25 headers and shapes. Full checksums are `verify_checksums` (`info --verify`): they read every byte."""
+    if manifest["format_version"] != FORMAT_VERSION:
+        _check_legacy(index, manifest)
+        return
+    connection = connect(index / DATABASE)
+    try:
         chunks = connection.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        last = connection.execute("SELECT MAX(row) FROM chunks").fetchone()[0]
+        laws = connection.execute("SELECT COUNT(*) FROM laws").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise _damaged(path, f"unreadable database ({exc})") from None
+        raise damaged(index / DATABASE, f"unreadable database ({exc})") from None
     finally:
         connection.close()
     counts = manifest["counts"]
-    if laws != counts["laws"] or chunks != counts["chunks"] or (chunks and last != chunks - 1):
-        raise _damaged(
-            path, f"holds {laws} laws and {chunks} chunks, the manifest {counts['laws']} and {counts['chunks']}"
-        )
+    if laws != counts["laws"] or chunks != counts["chunks"]:
+        raise damaged(
+            index / DATABASE, f"holds {laws} laws and {chunks} chunks, its last commit {counts['laws']} and "
+            f"{counts['chunks']}"
+        )  # fmt: skip
+    layout = layout_of(manifest)
+    for part in manifest["segments"]:
+        segment = segments.Segment(index / segments.FOLDER / part["name"], layout)
+        if segment.rows != part["rows"]:
+            raise damaged(segment.folder, f"holds {segment.rows} rows, the catalogue says {part['rows']}")
+        lexical.Postings.load(segment.folder / lexical.FOLDER, segment.rows)
 
 
-def _check_npy(path: Path, shape: tuple, dtype) -> np.ndarray | None:
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise _damaged(path, f"not a readable .npy array ({exc})") from None
-    if shape is not None and (array.shape != shape or array.dtype != dtype):
-        raise _damaged(path, f"holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} {shape}")
-    return array
+def _check_legacy(index: Path, manifest: dict) -> None:
+    """Formats 1-3 (read only to be upgraded): the database's header and the vector file's shape."""
+    _check_database_header(index / DATABASE)
+    segments.check_npy(index / LEGACY_VECTORS, (manifest["counts"]["chunks"], manifest["model"]["dim"]), np.float16)
 
 
-def _check_faiss(path: Path, dim: int, chunks: int, binary: bool) -> None:
-    import struct
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(24)
-    except OSError as exc:
-        raise _damaged(path, f"unreadable ({exc.strerror})") from None
-    fourcc = head[:4]
-    if binary and fourcc in FAISS_BINARY_FOURCC and len(head) >= 20:
-        d, _, ntotal = struct.unpack("<iiq", head[4:20])
-    elif not binary and fourcc in FAISS_FOURCC and len(head) >= 16:
-        d, ntotal = struct.unpack("<iq", head[4:16])
-    else:
-        raise _damaged(path, "not a FAISS index of the kind the manifest records")
-    if d != dim or ntotal != chunks:
-        raise _damaged(path, f"a FAISS index of {ntotal} vectors at dim {d}, the manifest says {chunks} at dim {dim}")
-
-
-def _check_bm25(folder: Path, chunks: int) -> None:
-    params_file = folder / "params.index.json"
-    try:
-        params = json.loads(params_file.read_text(encoding="utf-8"))
-        vocab = json.loads((folder / "vocab.index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise _damaged(folder, f"unreadable BM25 index ({exc})") from None
-    if not isinstance(params, dict) or not isinstance(vocab, dict):
-        raise _damaged(folder, "BM25 parameters or vocabulary of the wrong shape")
-    if params.get("num_docs") != max(chunks, 1):  # an empty index holds one empty document
-        raise _damaged(params_file, f"BM25 over {params.get('num_docs')} chunks, the manifest says {chunks}")
-    indptr = _check_npy(folder / "indptr.csc.index.npy", None, None)
-    data = _check_npy(folder / "data.csc.index.npy", None, None)
-    indices = _check_npy(folder / "indices.csc.index.npy", None, None)
-    if indptr.ndim != 1 or not 0 < len(indptr) <= len(vocab) + 1 or data.shape != indices.shape:
-        raise _damaged(folder, "BM25 arrays that do not match its vocabulary")
-    if len(indptr) and int(indptr[-1]) != len(data):
-        raise _damaged(folder, "BM25 arrays that do not match each other")
+def layout_of(manifest: dict) -> Layout:
+    return Layout(
+        manifest["model"]["dim"], tuple(manifest["dims"]), manifest["faiss"]["kind"],
+        manifest["faiss"].get("quantize", "none"),
+    )  # fmt: skip
 
 
 def update_defaults(index: Path, changes: dict) -> dict:
     """Merge `changes` into an index's search defaults, rewriting its manifest atomically; the new manifest."""
-    manifest = read_manifest(index)
-    manifest.setdefault("defaults", {}).update(changes)
-    write_atomic(index / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
-    return manifest
+    with WriterLock(index):
+        path = index / MANIFEST
+        static = json.loads(path.read_text(encoding="utf-8"))
+        static.setdefault("defaults", {}).update(changes)
+        write_atomic(path, json.dumps(static, ensure_ascii=False, indent=1))
+    return read_manifest(index)
 
 
 def verify_checksums(index: Path, manifest: dict) -> list[str]:
-    """Names of the index files whose sha256 differs from the manifest's."""
-    return [name for name, meta in manifest["files"].items() if sha256_file(index / name) != meta["sha256"]]
+    """Names of the index files whose sha256 differs from their record, and the database if SQLite's own
+    integrity check fails."""
+    bad = [name for name, meta in manifest["files"].items() if sha256_file(index / name) != meta["sha256"]]
+    if manifest["format_version"] == FORMAT_VERSION:
+        connection = connect(index / DATABASE)
+        try:
+            if connection.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+                bad.append(DATABASE)
+        except sqlite3.DatabaseError:
+            bad.append(DATABASE)
+        finally:
+            connection.close()
+    return bad
+
+
+# --- reading everything back (a rewrite, an upgrade) -------------------------------------------------------
 
 
 def load_contents(index: Path) -> IndexContents:
-    """Everything an index holds, to build the next version of it from."""
+    """Everything an index holds, to write it again (new dims, another chunk budget, an old format)."""
     manifest = read_manifest(index, upgrade=True)
     check_files(index, manifest)
-    vectors = np.load(index / VECTORS, mmap_mode="r", allow_pickle=False)
     contents = IndexContents(
         format_version=manifest["format_version"],
         model=manifest["model"],
@@ -386,190 +503,335 @@ def load_contents(index: Path) -> IndexContents:
         sources=manifest.get("sources", {}),
         defaults=manifest.get("defaults", {}),
     )
+    vectors = _row_reader(index, manifest)
     connection = connect(index / DATABASE)
     try:
-        for law_row in connection.execute("SELECT * FROM laws ORDER BY rowid"):
-            boe_id = law_row["boe_id"]
-            articles = connection.execute("SELECT * FROM articles WHERE boe_id = ? ORDER BY position", (boe_id,))
-            law = _law_from_rows(law_row, articles.fetchall())
-            chunk_rows = connection.execute("SELECT * FROM chunks WHERE boe_id = ? ORDER BY row", (boe_id,)).fetchall()
-            worded = bool(chunk_rows) and "wording" in set(chunk_rows[0].keys())
-            chunks = [
-                Chunk(
-                    r["chunk_id"], r["boe_id"], r["article_id"], r["part"], r["text"],
-                    (r["wording"] or None) if worded else None,
-                )
-                for r in chunk_rows
-            ]  # fmt: skip
-            rows = [r["row"] for r in chunk_rows]
-            contents.laws.append(
-                StoredLaw(law, chunks, np.asarray(vectors[rows], dtype=np.float32), law_row["source_sha256"])
-            )
+        for law_row in connection.execute("SELECT * FROM laws ORDER BY rowid").fetchall():
+            law, chunks, rows = _stored_rows(connection, law_row)
+            contents.laws.append(StoredLaw(law, chunks, vectors(rows), law_row["source_sha256"]))
     except sqlite3.DatabaseError as exc:
-        raise _damaged(index / DATABASE, f"unreadable database ({exc})") from None
+        raise damaged(index / DATABASE, f"unreadable database ({exc})") from None
     finally:
         connection.close()
     return contents
 
 
-def _write_database(path: Path, laws: list[StoredLaw]) -> None:
-    connection = sqlite3.connect(path)
-    try:
-        connection.executescript(SCHEMA)
-        row = 0
-        for stored in laws:
-            law = stored.law
-            connection.execute(
-                f"INSERT INTO laws ({', '.join(LAW_COLUMNS)}, source_sha256) "
-                f"VALUES ({', '.join('?' * (len(LAW_COLUMNS) + 1))})",
-                [getattr(law, c) for c in LAW_COLUMNS] + [stored.source_sha256],
-            )
-            connection.executemany(
-                "INSERT INTO articles (boe_id, position, content_hash, "
-                f"{', '.join(ARTICLE_COLUMNS)}, wording) VALUES ({', '.join('?' * (len(ARTICLE_COLUMNS) + 4))})",
-                [
-                    [law.boe_id, position, article.content_hash]
-                    + [
-                        json.dumps(list(getattr(article, c)), ensure_ascii=False)
-                        if c in ("path", "notes")
-                        else getattr(article, c)
-                        for c in ARTICLE_COLUMNS
-                    ]
-                    + [wording]
-                    for position, (article, wording) in enumerate(
-                        [(a, "") for a in law.articles] + [(a, a.version_date) for a in law.history]
-                    )
-                ],
-            )
-            connection.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (row + i, c.chunk_id, c.boe_id, c.article_id, c.version or "", c.part, c.text, c.content_hash)
-                    for i, c in enumerate(stored.chunks)
-                ],
-            )
-            row += len(stored.chunks)
-        connection.commit()
-    finally:
-        connection.close()
+def _stored_rows(connection: sqlite3.Connection, law_row: sqlite3.Row) -> tuple[Law, list[Chunk], list[int]]:
+    """A stored law, its chunks and their global rows."""
+    boe_id = law_row["boe_id"]
+    articles = connection.execute("SELECT * FROM articles WHERE boe_id = ? ORDER BY position", (boe_id,))
+    law = _law_from_rows(law_row, articles.fetchall())
+    chunk_rows = connection.execute("SELECT * FROM chunks WHERE boe_id = ? ORDER BY row", (boe_id,)).fetchall()
+    worded = bool(chunk_rows) and "wording" in set(chunk_rows[0].keys())
+    chunks = [
+        Chunk(
+            r["chunk_id"],
+            r["boe_id"],
+            r["article_id"],
+            r["part"],
+            r["text"],
+            (r["wording"] or None) if worded else None,
+        )
+        for r in chunk_rows
+    ]
+    return law, chunks, [r["row"] for r in chunk_rows]
 
 
-def build_faiss(vectors: np.ndarray, dim: int, kind: str, quantize: str = "none"):
-    """The FAISS index of one dim: re-normalised prefixes, inner product (float, int8) or Hamming (binary)."""
-    import faiss
-
-    prefixes = matryoshka(vectors, dim)
-    if quantize == "binary":
-        index = faiss.IndexBinaryHNSW(dim, 32) if kind == "hnsw" else faiss.IndexBinaryFlat(dim)
-        if len(prefixes):
-            index.add(np.packbits(prefixes > 0, axis=1))
-        return index
-    index = faiss.index_factory(dim, FAISS_FACTORIES[(kind, quantize)], faiss.METRIC_INNER_PRODUCT)
-    if kind == "hnsw":
-        index.hnsw.efConstruction = 200
-    if len(prefixes):
-        if not index.is_trained:
-            index.train(prefixes)
-        index.add(prefixes)
-    return index
+def row_vectors(index: Path, manifest: dict, rows: list[int]) -> np.ndarray:
+    """The full-dim vectors (float32) of global chunk `rows`."""
+    return _row_reader(index, manifest)(rows)
 
 
-def write_index(index: Path, contents: IndexContents, on_step=None) -> dict:
-    """Write `contents` as the index at `index`, atomically: into a temporary sibling, then renamed over the old
-    one. Returns the manifest written. `on_step(name)` is called as each file is done."""
-    import faiss
+def _row_reader(index: Path, manifest: dict) -> Callable[[list[int]], np.ndarray]:
+    """A function from global rows to their full-dim vectors (float32), for any format."""
+    if manifest["format_version"] != FORMAT_VERSION:
+        legacy = np.load(index / LEGACY_VECTORS, mmap_mode="r", allow_pickle=False)
+        return lambda rows: np.asarray(legacy[rows], dtype=np.float32)
+    layout = layout_of(manifest)
+    opened = [
+        (part["base_row"], segments.Segment(index / segments.FOLDER / part["name"], layout))
+        for part in manifest["segments"]
+    ]
+    return lambda rows: gather(opened, np.asarray(rows, dtype=np.int64))
 
+
+def gather(opened: list[tuple[int, segments.Segment]], rows: np.ndarray) -> np.ndarray:
+    """The full-dim vectors (float32) of global `rows` from (base row, segment) pairs sorted by base row."""
+    dim = opened[0][1].layout.full_dim if opened else 0
+    out = np.zeros((len(rows), dim), dtype=np.float32)
+    if not len(rows):
+        return out
+    bases = np.array([base for base, _ in opened], dtype=np.int64)
+    owner = np.searchsorted(bases, rows, side="right") - 1
+    for i in np.unique(owner):
+        base, segment = opened[i]
+        picked = np.flatnonzero(owner == i)
+        out[picked] = segment.vectors[rows[picked] - base]
+    return out
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+
+def static_manifest(contents: IndexContents, created: str | None = None) -> dict:
+    """The manifest.json of a format-4 index: what stays the same from one commit to the next."""
+    return {
+        "format": MARKER,
+        "format_version": FORMAT_VERSION,
+        "legalsearch_version": __version__,
+        "model": contents.model,
+        "dims": contents.dims,
+        "faiss": {
+            "kind": contents.faiss_kind,
+            "quantize": contents.quantize,
+            "factory": {str(d): segments.factory(contents.faiss_kind, contents.quantize, d) for d in contents.dims},
+            "metric": "hamming, rescored by inner product" if contents.quantize == "binary" else "inner_product",
+        },
+        "lexical": LEXICAL_RECORD,
+        "chunking": {"max_tokens": contents.max_tokens},
+        "defaults": contents.defaults,
+        "created": created or now(),
+    }
+
+
+def write_index(index: Path, contents: IndexContents, on_step=None, kind: str = "build") -> dict:
+    """Write `contents` as the whole index at `index` (one segment), atomically: into a temporary sibling, then
+    renamed over the old one. The caller holds the `WriterLock`. Returns the manifest as read back."""
     index = Path(index)
     check_target(index)
     index.parent.mkdir(parents=True, exist_ok=True)
-    tidy(index)
     building = index.parent / f".{index.name}.building-{os.getpid()}"
     _remove_own(building)
     building.mkdir()
     (building / BUILDING_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
-    (building / "faiss").mkdir()
     try:
-        full_dim = contents.model["dim"]
-        vectors = (
-            np.concatenate([s.vectors for s in contents.laws])
-            if contents.laws
-            else np.zeros((0, full_dim), dtype=np.float32)
-        )
-        chunks = [c for s in contents.laws for c in s.chunks]
-        _write_database(building / DATABASE, contents.laws)
-        _step(on_step, DATABASE)
-        # the float16 file is the source of every dim: FAISS gets exactly what a later rebuild would read back
-        vectors = vectors.astype(np.float16)
-        np.save(building / VECTORS, vectors, allow_pickle=False)
-        _step(on_step, VECTORS)
-        factories = {}
-        for dim in contents.dims:
-            index_of_dim = build_faiss(vectors, dim, contents.faiss_kind, contents.quantize)
-            target = str(building / "faiss" / f"dim-{dim}.faiss")
-            if contents.quantize == "binary":
-                faiss.write_index_binary(index_of_dim, target)
-            else:
-                faiss.write_index(index_of_dim, target)
-            factories[str(dim)] = FAISS_FACTORIES[(contents.faiss_kind, contents.quantize)]
-            _step(on_step, f"faiss/dim-{dim}.faiss")
-        lexical.build([c.text for c in chunks], building / lexical.FOLDER)
-        _step(on_step, lexical.FOLDER)
-        files = {
-            str(p.relative_to(building)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(building.rglob("*"))
-            if p.is_file() and p.name != BUILDING_MARKER
-        }
-        previous = index / MANIFEST
         created = None
-        if previous.exists():
+        if is_index(index):
             try:
-                created = json.loads(previous.read_text(encoding="utf-8")).get("created")
-            except (OSError, json.JSONDecodeError):
+                created = json.loads((index / MANIFEST).read_text(encoding="utf-8")).get("created")
+            except (OSError, ValueError):
                 created = None
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        manifest = {
-            "format": MARKER,
-            "format_version": FORMAT_VERSION,
-            "legalsearch_version": __version__,
-            "model": contents.model,
-            "dims": contents.dims,
-            "faiss": {
-                "kind": contents.faiss_kind,
-                "quantize": contents.quantize,
-                "factory": factories,
-                "metric": "hamming, rescored by inner product" if contents.quantize == "binary" else "inner_product",
-            },
-            "lexical": {
-                "kind": "bm25",
-                "library": "bm25s",
-                "method": "lucene",
-                "k1": 1.5,
-                "b": 0.75,
-                "analysis": "lower case, accents folded, Spanish stopwords, Snowball Spanish stemmer (PyStemmer)",
-                "folder": lexical.FOLDER,
-            },
-            "chunking": {"max_tokens": contents.max_tokens},
-            "defaults": contents.defaults,
-            "counts": {
-                "laws": len(contents.laws),
-                "articles": sum(len(s.law.articles) for s in contents.laws),
-                "earlier_wordings": sum(len(s.law.history) for s in contents.laws),
-                "chunks": len(chunks),
-            },
-            "corpus_fingerprint": corpus_fingerprint(chunks),
-            "sources": contents.sources,
-            "created": created or now,
-            "updated": now,
-            "build": contents.build,
-            "files": files,
-        }
-        (building / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-        _fsync_tree(building)
+        (building / MANIFEST).write_text(
+            json.dumps(static_manifest(contents, created), ensure_ascii=False, indent=1), encoding="utf-8"
+        )
+        connection = _writer(building / DATABASE)
+        try:
+            connection.executescript(SCHEMA)
+            change = Change(added=contents.laws, sources=contents.sources, embedded=contents.build.get("embedded", 0))
+            change.kind = kind
+            _commit(building, connection, change, contents.layout, on_step)
+        finally:
+            connection.close()
+        segments.fsync_tree(building)
         (building / BUILDING_MARKER).unlink()
         _swap_into_place(building, index)
-        return manifest
+        return read_manifest(index)
     finally:
         _remove_own(building)
+
+
+def commit(index: Path, change: Change, on_step=None) -> dict:
+    """Apply `change` to the index at `index` in place: a new segment with the added laws' chunks, then one
+    transaction. The caller holds the `WriterLock`. Returns the manifest as read back."""
+    manifest = read_manifest(index)
+    connection = _writer(index / DATABASE)
+    try:
+        _commit(index, connection, change, layout_of(manifest), on_step)
+    finally:
+        connection.close()
+    return read_manifest(index)
+
+
+def _commit(index: Path, connection: sqlite3.Connection, change: Change, layout: Layout, on_step) -> None:
+    chunks = [c for s in change.added for c in s.chunks]
+    record = None
+    if chunks:
+        vectors = np.concatenate([s.vectors for s in change.added])
+        record = segments.write(index, vectors, [c.text for c in chunks], layout, on_step=on_step)
+    pause("segment-written")
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        base = connection.execute("SELECT COALESCE(MAX(base_row + rows), 0) FROM segments").fetchone()[0]
+        replaced = {s.law.boe_id for s in change.added} | set(change.removed)
+        deleted = _delete_laws(connection, replaced)
+        if record is not None:
+            connection.execute(
+                "INSERT INTO segments VALUES (?, ?, ?, ?)", (record["name"], base, record["rows"], now())
+            )
+        _insert_laws(connection, change.added, base)
+        for label, source in change.sources.items():
+            connection.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (label, json.dumps(source)))
+        connection.executemany("DELETE FROM sources WHERE label = ?", [(label,) for label in change.dropped_sources])
+        stored = set(change.removed) - {s.law.boe_id for s in change.added}
+        _log_commit(connection, change.kind, record, [s.law.boe_id for s in change.added], sorted(stored),
+                    len(chunks), deleted, change.embedded)  # fmt: skip
+        pause("before-commit")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        if record is not None:
+            shutil.rmtree(index / segments.FOLDER / record["name"], ignore_errors=True)
+        raise
+    pause("committed")
+
+
+def _delete_laws(connection: sqlite3.Connection, boe_ids: set[str]) -> int:
+    """Remove these laws' rows from the catalogue, their chunks' rows marked deleted; how many rows."""
+    total = 0
+    for boe_id in sorted(boe_ids):
+        connection.execute("INSERT INTO deleted SELECT row FROM chunks WHERE boe_id = ?", (boe_id,))
+        total += connection.execute("DELETE FROM chunks WHERE boe_id = ?", (boe_id,)).rowcount
+        connection.execute("DELETE FROM articles WHERE boe_id = ?", (boe_id,))
+        connection.execute("DELETE FROM laws WHERE boe_id = ?", (boe_id,))
+    return total
+
+
+def _insert_laws(connection: sqlite3.Connection, laws: list[StoredLaw], base: int) -> None:
+    row = base
+    for stored in laws:
+        law = stored.law
+        connection.execute(
+            f"INSERT INTO laws ({', '.join(LAW_COLUMNS)}, source_sha256) "
+            f"VALUES ({', '.join('?' * (len(LAW_COLUMNS) + 1))})",
+            [getattr(law, c) for c in LAW_COLUMNS] + [stored.source_sha256],
+        )
+        connection.executemany(
+            "INSERT INTO articles (boe_id, position, content_hash, "
+            f"{', '.join(ARTICLE_COLUMNS)}, wording) VALUES ({', '.join('?' * (len(ARTICLE_COLUMNS) + 4))})",
+            [
+                [law.boe_id, position, article.content_hash]
+                + [
+                    json.dumps(list(getattr(article, c)), ensure_ascii=False)
+                    if c in ("path", "notes")
+                    else getattr(article, c)
+                    for c in ARTICLE_COLUMNS
+                ]
+                + [wording]
+                for position, (article, wording) in enumerate(
+                    [(a, "") for a in law.articles] + [(a, a.version_date) for a in law.history]
+                )
+            ],
+        )
+        connection.executemany(
+            "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (row + i, c.chunk_id, c.boe_id, c.article_id, c.version or "", c.part, c.text, c.content_hash)
+                for i, c in enumerate(stored.chunks)
+            ],
+        )
+        row += len(stored.chunks)
+
+
+def _log_commit(connection, kind, record, added, removed, chunks_added, chunks_deleted, embedded) -> None:
+    counts = {
+        "laws": connection.execute("SELECT COUNT(*) FROM laws").fetchone()[0],
+        "articles": connection.execute("SELECT COUNT(*) FROM articles WHERE wording = ''").fetchone()[0],
+        "earlier_wordings": connection.execute("SELECT COUNT(*) FROM articles WHERE wording != ''").fetchone()[0],
+        "chunks": connection.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
+    }
+    connection.execute(
+        "INSERT INTO commits (at, kind, segment, laws_added, laws_removed, chunks_added, chunks_deleted, embedded, "
+        "counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (now(), kind, record["name"] if record else None, json.dumps(added), json.dumps(removed), chunks_added,
+         chunks_deleted, embedded, json.dumps(counts)),
+    )  # fmt: skip
+
+
+# --- merging segments ---------------------------------------------------------------------------------------
+
+
+def _live_rows(connection: sqlite3.Connection, base: int, rows: int) -> np.ndarray:
+    """The global rows of a segment's chunks still in the catalogue, ascending."""
+    found = connection.execute("SELECT row FROM chunks WHERE row >= ? AND row < ? ORDER BY row", (base, base + rows))
+    return np.fromiter((r[0] for r in found), dtype=np.int64)
+
+
+def merge_plan(parts: list[dict], everything: bool = False) -> list[str]:
+    """Names of the segments to merge: all of them when asked or when deleted rows pass `MAX_DELETED_SHARE`;
+    past `MAX_SEGMENTS`, all but the largest (a daily update merges small segments, not the bulk), or all when
+    the small ones together outgrow it; none otherwise."""
+    rows = sum(p["rows"] for p in parts)
+    deleted = sum(p["deleted"] for p in parts)
+    if everything or (rows and deleted / rows > MAX_DELETED_SHARE):
+        return [p["name"] for p in parts] if len(parts) > 1 or deleted else []
+    if len(parts) <= MAX_SEGMENTS:
+        return []
+    largest = max(parts, key=lambda p: p["rows"] - p["deleted"])
+    small = [p for p in parts if p is not largest]
+    if sum(p["rows"] - p["deleted"] for p in small) > largest["rows"] - largest["deleted"]:
+        return [p["name"] for p in parts]
+    return [p["name"] for p in small]
+
+
+def compact(index: Path, everything: bool = True, on_step=None) -> dict | None:
+    """Merge segments (all, or what `merge_plan` picks) into one, dropping deleted rows; one transaction
+    renumbers their chunks. The caller holds the `WriterLock`. The merged segments' folders are removed after
+    the commit (readers that hold them open keep reading them). Returns what was done, or None."""
+    manifest = read_manifest(index)
+    names = merge_plan(manifest["segments"], everything)
+    if not names:
+        return None
+    started = time.perf_counter()
+    layout = layout_of(manifest)
+    chosen = [p for p in manifest["segments"] if p["name"] in names]
+    connection = _writer(index / DATABASE)
+    try:
+        live_rows = [_live_rows(connection, p["base_row"], p["rows"]) for p in chosen]
+        opened = [segments.Segment(index / segments.FOLDER / p["name"], layout) for p in chosen]
+        vectors = np.concatenate(
+            [np.asarray(s.vectors[rows - p["base_row"]]) for s, p, rows in zip(opened, chosen, live_rows, strict=True)]
+        ) if chosen else np.zeros((0, layout.full_dim), np.float16)  # fmt: skip
+        postings = lexical.Postings.merge(
+            [(s.postings, rows - p["base_row"]) for s, p, rows in zip(opened, chosen, live_rows, strict=True)]
+        )
+        record = segments.write(index, vectors, [], layout, on_step=on_step, postings=postings)
+        pause("segment-written")
+        everything_merged = len(chosen) == len(manifest["segments"])
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            base = 0 if everything_merged else connection.execute(
+                "SELECT COALESCE(MAX(base_row + rows), 0) FROM segments"
+            ).fetchone()[0]  # fmt: skip
+            old = np.concatenate(live_rows) if live_rows else np.zeros(0, np.int64)
+            new = np.arange(len(old), dtype=np.int64) + base
+            # ascending: with base 0 a row only moves down, onto a row already moved or merged away
+            connection.executemany(
+                "UPDATE chunks SET row = ? WHERE row = ?", zip(new.tolist(), old.tolist(), strict=True)
+            )
+            for p in chosen:
+                connection.execute("DELETE FROM segments WHERE name = ?", (p["name"],))
+                connection.execute(
+                    "DELETE FROM deleted WHERE row >= ? AND row < ?", (p["base_row"], p["base_row"] + p["rows"])
+                )
+            connection.execute(
+                "INSERT INTO segments VALUES (?, ?, ?, ?)", (record["name"], base, record["rows"], now())
+            )
+            _log_commit(connection, "compact", record, [], [], 0, 0, 0)
+            pause("before-commit")
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            shutil.rmtree(index / segments.FOLDER / record["name"], ignore_errors=True)
+            raise
+    finally:
+        connection.close()
+    pause("committed")
+    for p in chosen:
+        shutil.rmtree(index / segments.FOLDER / p["name"], ignore_errors=True)
+    return {"merged": len(chosen), "rows": record["rows"], "seconds": round(time.perf_counter() - started, 3)}
+
+
+# --- crashes ----------------------------------------------------------------------------------------------
+
+
+def pause(stage: str) -> None:
+    """A test hook: with LEGALSEARCH_KILL_AT=<stage>, the process kills itself there (kill -9 tests)."""
+    if os.environ.get("LEGALSEARCH_KILL_AT") == stage:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
@@ -595,8 +857,9 @@ def _remove_own(folder: Path) -> None:
 
 
 def tidy(index: Path) -> None:
-    """Remove what killed builds left beside `index` (only folders legalsearch recognisably made, of processes
-    no longer alive); if one died between its two renames, put the previous index back."""
+    """Remove what killed runs left (the caller holds the `WriterLock`): builds beside `index` and segments
+    inside it that no commit names, only what legalsearch recognisably made; if a rewrite died between its two
+    renames, put the previous index back."""
     if not index.parent.is_dir():
         return
     for leftover in index.parent.glob(f".{index.name}.*-*"):
@@ -609,20 +872,16 @@ def tidy(index: Path) -> None:
             leftover.rename(index)
         else:
             shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _step(on_step, name: str) -> None:
-    if on_step is not None:
-        on_step(name)
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file of a finished build to disk before it is renamed into place (a power cut must not leave
-    a renamed index with empty files)."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
+    if (index / DATABASE).is_file() and is_index(index):
+        try:
+            connection = connect(index / DATABASE)
+            try:
+                listed = {r[0] for r in connection.execute("SELECT name FROM segments")}
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError:
+            return
+        segments.remove_unlisted(index, listed, _alive)
 
 
 def _swap_into_place(building: Path, index: Path) -> None:

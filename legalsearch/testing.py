@@ -69,3 +69,11 @@ def build_random_xlmr(
     out = folder / f"{size}-xlmr"
     model.save(str(out))
     return out
+
+
+def segment_folder(index: Path) -> Path:
+    """The folder of the one segment a fresh build writes (tests look at its files)."""
+    from .store import read_manifest
+
+    (part,) = read_manifest(Path(index))["segments"]
+    return Path(index) / "segments" / part["name"]

@@ -16,6 +16,7 @@ from legalsearch import distributed, indexing
 from legalsearch.cli import app
 from legalsearch.errors import LegalSearchError
 from legalsearch.search import LegalSearch
+from legalsearch.testing import segment_folder
 
 from .test_index_search import LAW_B, long_article_law
 
@@ -45,7 +46,7 @@ def rows(index: Path) -> list[tuple[str, str]]:
 
 def vectors(index: Path) -> np.ndarray:
     """The index's vectors, re-normalised after their fp16 storage (so that row dot products are cosines)."""
-    stored = np.load(index / "vectors.f16.npy").astype(np.float32)
+    stored = np.load(segment_folder(index) / "vectors.f16.npy").astype(np.float32)
     return stored / np.linalg.norm(stored, axis=1, keepdims=True)
 
 

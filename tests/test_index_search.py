@@ -116,10 +116,12 @@ def test_build_and_search_roll_up_to_articles(laws_dir: Path, tmp_path: Path, en
 def test_each_dim_is_the_renormalised_prefix_of_the_full_vector(laws_dir: Path, tmp_path: Path, encoder) -> None:
     index = tmp_path / "idx"
     build([laws_dir], index, encoder, dims=[128, 32, 64])
-    full = np.load(index / "vectors.f16.npy", allow_pickle=False).astype(np.float32)
+    (segment,) = read_manifest(index)["segments"]
+    folder = index / "segments" / segment["name"]
+    full = np.load(folder / "vectors.f16.npy", allow_pickle=False).astype(np.float32)
     assert full.dtype == np.float32 and np.allclose(np.linalg.norm(full, axis=1), 1, atol=1e-2)
     for dim in (128, 64, 32):
-        stored = faiss.read_index(str(index / "faiss" / f"dim-{dim}.faiss"))
+        stored = faiss.read_index(str(folder / "faiss" / f"dim-{dim}.faiss"))
         vectors = stored.reconstruct_n(0, stored.ntotal)
         assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
         assert np.allclose(vectors, matryoshka(full, dim), atol=1e-5)
@@ -129,6 +131,18 @@ def test_each_dim_is_the_renormalised_prefix_of_the_full_vector(laws_dir: Path, 
     scores = matryoshka(full, 32) @ matryoshka(vector, 32)[0]
     hit = search.search(query, k=1, dim=32, mode="dense")[0]
     assert hit.score == pytest.approx(float(scores.max()), abs=1e-4), "score = cosine at that dim"
+
+
+def _contents(index: Path) -> dict:
+    """Every committed file of an index and its bytes (SQLite's shared-memory and WAL files are not content, and
+    a segment still being built, under a hidden name, is not part of any commit)."""
+    return {
+        p.relative_to(index): p.read_bytes()
+        for p in index.rglob("*")
+        if p.is_file()
+        and not p.name.endswith(("-shm", "-wal"))
+        and not any(".building-" in part for part in p.relative_to(index).parts)
+    }
 
 
 class CountingEncoder:
@@ -146,11 +160,13 @@ class CountingEncoder:
 def test_incremental_reindex(laws_dir: Path, tmp_path: Path, encoder) -> None:
     index = tmp_path / "idx"
     build([laws_dir], index, encoder)
-    files = {p: p.stat().st_mtime_ns for p in index.rglob("*") if p.is_file()}
+    files = {p: p.stat().st_mtime_ns for p in index.rglob("*") if p.is_file() and not p.name.endswith(("-shm", "-wal"))}
     counting = CountingEncoder(encoder)
     again = build([laws_dir], index, counting)
     assert again.up_to_date and again.embedded == 0 and counting.texts == []
-    assert files == {p: p.stat().st_mtime_ns for p in index.rglob("*") if p.is_file()}, "nothing rewritten"
+    assert files == {
+        p: p.stat().st_mtime_ns for p in index.rglob("*") if p.is_file() and not p.name.endswith(("-shm", "-wal"))
+    }, "nothing rewritten"
 
     changed = LAW_A.replace("treinta días naturales", "treinta y dos días naturales").replace(
         "Artículo 3. Notificaciones.\nLa Administración notificará sus resoluciones en el plazo de diez días.\n", ""
@@ -222,7 +238,7 @@ def test_open_is_cheap_and_search_is_thread_safe(laws_dir: Path, tmp_path: Path,
 KILLER = """
 import sys, time
 from pathlib import Path
-from legalsearch import indexing, store
+from legalsearch import indexing, segments
 from legalsearch.embedding import load_encoder
 
 encoder = load_encoder(sys.argv[1])
@@ -235,12 +251,12 @@ if phase == "embed":
         return real(texts, **kw)
     encoder.encode = slow
 else:
-    real_build = store.build_faiss
+    real_build = segments.build_faiss
     def slow_faiss(*args, **kw):
         print("WRITING", flush=True)
         time.sleep(60)
         return real_build(*args, **kw)
-    store.build_faiss = slow_faiss
+    segments.build_faiss = slow_faiss
 indexing.build([sys.argv[2]], Path(sys.argv[3]), encoder=encoder)
 """
 
@@ -251,7 +267,7 @@ def test_killing_a_build_leaves_the_previous_index_intact(
 ) -> None:
     index = tmp_path / "idx"
     build([laws_dir / "BOE-A-2099-1.txt"], index, encoder)
-    before = {p.relative_to(index): p.read_bytes() for p in index.rglob("*") if p.is_file()}
+    before = _contents(index)
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(KILLER))
     process = subprocess.Popen(
@@ -264,7 +280,7 @@ def test_killing_a_build_leaves_the_previous_index_intact(
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    after = {p.relative_to(index): p.read_bytes() for p in index.rglob("*") if p.is_file()}
+    after = _contents(index)
     assert after == before
     search = LegalSearch.open(index, encoder=encoder)
     assert [law["boe_id"] for law in search.laws()] == ["BOE-A-2099-1"]
@@ -272,7 +288,9 @@ def test_killing_a_build_leaves_the_previous_index_intact(
     # the next build cleans up after the killed one and succeeds
     report = build([laws_dir / "BOE-A-2099-2.txt"], index, encoder)
     assert report.laws == 2
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".idx.")], "no leftovers beside the index"
+    assert not list((index / "segments").glob(".*")), "the killed run's segment is gone"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".idx.")]
+    assert leftovers == [".idx.lock"], "no leftovers beside the index but the writers' lock file"
 
 
 def test_manifest_is_plain_json_and_no_pickle(laws_dir: Path, tmp_path: Path, encoder) -> None:
@@ -285,11 +303,11 @@ def test_manifest_is_plain_json_and_no_pickle(laws_dir: Path, tmp_path: Path, en
         "funnel_dim": 64, "funnel_shortlist": 1000, "lexicon_weight": 0.3, "priors": Priors().to_dict(),
     }  # fmt: skip
     assert manifest["lexical"]["kind"] == "bm25" and manifest["faiss"]["quantize"] == "none"
-    assert {"legalsearch.sqlite", "vectors.f16.npy", "faiss/dim-128.faiss", "faiss/dim-64.faiss"} <= set(
-        manifest["files"]
-    )
-    assert any(name.startswith("bm25/") for name in manifest["files"])
-    np.load(index / "vectors.f16.npy", allow_pickle=False)
+    files = {name.split("/", 2)[2] for name in read_manifest(index)["files"]}  # segments/<name>/<file>
+    assert {"vectors.f16.npy", "faiss/dim-128.faiss", "faiss/dim-64.faiss", "bm25/terms.json"} <= files
+    (segment,) = read_manifest(index)["segments"]
+    np.load(index / "segments" / segment["name"] / "vectors.f16.npy", allow_pickle=False)
+    assert not [p for p in index.rglob("*") if p.suffix in (".pkl", ".pickle")]
 
 
 def test_a_new_chunk_budget_rechunks_every_law(laws_dir: Path, tmp_path: Path, encoder) -> None:
@@ -311,16 +329,16 @@ def test_ctrl_c_during_a_cli_build_is_one_line_and_keeps_the_index(laws_dir: Pat
         env=env, cwd=tmp_path, capture_output=True, text=True,
     )  # fmt: skip
     assert first.returncode == 0, first.stderr
-    before = {p: p.read_bytes() for p in index.rglob("*") if p.is_file()}
+    before = _contents(index)
     script = (
-        "import sys, time, signal, os; from legalsearch import store, cli\n"
+        "import sys, time, signal, os; from legalsearch import segments, cli\n"
         # a terminal's state: SIGINT handled by Python and not blocked, whatever the test runner passed down
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])\n"
-        "real = store.build_faiss\n"
+        "real = segments.build_faiss\n"
         "def slow(*a, **k):\n"
         "    signal.raise_signal(signal.SIGINT); time.sleep(5); return real(*a, **k)\n"
-        "store.build_faiss = slow\n"
+        "segments.build_faiss = slow\n"
         "sys.argv = ['legalsearch', 'index', sys.argv[1]]\ncli.main()\n"
     )
     result = subprocess.run(
@@ -329,11 +347,12 @@ def test_ctrl_c_during_a_cli_build_is_one_line_and_keeps_the_index(laws_dir: Pat
     )  # fmt: skip
     assert result.returncode == 130, result.stderr + result.stdout
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: interrupted: {index} was not changed (an index is renamed into place only when complete)"
+        f"error: interrupted: {index} was not changed (an update is committed only when complete)"
     )
     assert "Traceback" not in result.stderr
-    assert {p: p.read_bytes() for p in index.rglob("*") if p.is_file()} == before
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".idx.")]
+    assert _contents(index) == before
+    assert not list((index / "segments").glob(".*")), "an interrupted run removes its own segment"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".idx.")] == [".idx.lock"]
 
 
 def test_several_sources_of_one_law_index_the_newest_text_with_complete_metadata(tmp_path: Path, encoder) -> None:

@@ -17,6 +17,7 @@ from legalsearch import indexing, store
 from legalsearch.cli import app
 from legalsearch.errors import IndexFormatError, LegalSearchError, TargetError
 from legalsearch.search import LegalSearch
+from legalsearch.testing import segment_folder
 
 from .test_index_search import LAW_A, LAW_B
 
@@ -130,12 +131,14 @@ def _without_dims(manifest: dict) -> dict:
     return manifest
 
 
-def _more_bm25_docs(index: Path) -> None:
-    path = index / "bm25" / "params.index.json"
-    params = json.loads(path.read_text(encoding="utf-8"))
-    params["num_docs"] += 1
-    text = json.dumps(params)
-    path.write_text(text + " " * (len(path.read_bytes()) - len(text)), encoding="utf-8")  # same size
+def _more_bm25_terms(index: Path) -> None:
+    path = segment_folder(index) / "bm25" / "terms.json"
+    terms = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps([*terms, "x"]), encoding="utf-8")
+
+
+def _in_segment(index: Path, name: str) -> Path:
+    return segment_folder(index) / name
 
 
 NPY_INT64 = b"\x93NUMPY\x01\x00v\x00{'descr': '<i8'"  # a header that says the vectors are integers
@@ -145,11 +148,15 @@ DAMAGES = {
     "manifest-not-json": (lambda i: (i / "manifest.json").write_text("{not json"), "manifest.json"),
     "sqlite-header": (lambda i: _overwrite(i / "legalsearch.sqlite", 0, b"garbage garbage!"), "legalsearch.sqlite"),
     "sqlite-page": (lambda i: _overwrite(i / "legalsearch.sqlite", 4096, os.urandom(8192)), "legalsearch.sqlite"),
-    "vectors-header": (lambda i: _overwrite(i / "vectors.f16.npy", 0, NPY_INT64), "vectors"),
-    "faiss-header": (lambda i: _overwrite(i / "faiss" / "dim-64.faiss", 4, b"\x80\x00\x00\x00"), "dim-64.faiss"),
-    "faiss-swapped": (lambda i: shutil.copy(i / "faiss" / "dim-64.faiss", i / "faiss" / "dim-128.faiss"), "dim-128"),
-    "bm25-count": (_more_bm25_docs, "bm25"),
-    "vectors-missing": (lambda i: (i / "vectors.f16.npy").unlink(), "vectors.f16.npy"),
+    "vectors-header": (lambda i: _overwrite(_in_segment(i, "vectors.f16.npy"), 0, NPY_INT64), "vectors"),
+    "faiss-header": (
+        lambda i: _overwrite(_in_segment(i, "faiss/dim-64.faiss"), 4, b"\x80\x00\x00\x00"), "dim-64.faiss"
+    ),
+    "faiss-swapped": (
+        lambda i: shutil.copy(_in_segment(i, "faiss/dim-64.faiss"), _in_segment(i, "faiss/dim-128.faiss")), "dim-128"
+    ),
+    "bm25-terms": (_more_bm25_terms, "bm25"),
+    "vectors-missing": (lambda i: _in_segment(i, "vectors.f16.npy").unlink(), "vectors.f16.npy"),
 }  # fmt: skip
 
 
@@ -194,11 +201,12 @@ def test_a_damaged_index_is_one_line_everywhere(damaged, tmp_path, monkeypatch) 
 def test_same_size_payload_corruption_is_caught_by_verify(healthy, tmp_path) -> None:
     index = tmp_path / "flipped"
     shutil.copytree(healthy, index)
-    vectors = np.load(index / "vectors.f16.npy")
-    offset = (index / "vectors.f16.npy").stat().st_size - vectors.nbytes + 10  # inside the payload
-    _overwrite(index / "vectors.f16.npy", offset, b"\x00\x7c")  # a half-precision infinity
+    file = segment_folder(index) / "vectors.f16.npy"
+    vectors = np.load(file)
+    offset = file.stat().st_size - vectors.nbytes + 10  # inside the payload
+    _overwrite(file, offset, b"\x00\x7c")  # a half-precision infinity
     result = runner.invoke(app, ["info", "--index", str(index), "--verify"])
     assert result.exit_code == 1
-    assert "checksum mismatch in vectors.f16.npy" in one_error_line(result)
+    assert f"checksum mismatch in {file.relative_to(index)}" in one_error_line(result)
     result = runner.invoke(app, ["info", "--index", str(healthy), "--verify"])
     assert result.exit_code == 0 and "checksums  ok: all" in result.stdout.splitlines()[-1]

@@ -4,17 +4,19 @@ indexes — with the tiny test model, whose vectors carry no meaning: what is as
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from legalsearch import indexing
+from legalsearch import indexing, store
 from legalsearch.cli import app
 from legalsearch.embedding import load_encoder, matryoshka
 from legalsearch.errors import QueryError
 from legalsearch.search import RRF_K, SEARCH_MODES, Filters, LegalSearch
+from legalsearch.testing import segment_folder
 
 from .test_fetch_and_cli import METADATA, TEXTO
 from .test_index_search import LAW_A, LAW_B, long_article_law
@@ -109,11 +111,13 @@ def test_funnel_rescores_with_the_cosines_of_the_vector_file(index, encoder, tmp
     target = tmp_path / kind
     indexing.build([str(index.parent / "laws")], target, encoder=encoder, max_tokens=96, faiss_kind=kind)
     search = LegalSearch.open(target, encoder=encoder)
-    full = np.load(target / "vectors.f16.npy", allow_pickle=False).astype(np.float32)
+    full = np.load(segment_folder(target) / "vectors.f16.npy", allow_pickle=False).astype(np.float32)
     query = "vacaciones anuales retribuidas"
     vector = matryoshka(encoder.encode([query]), 128)[0]
     hits = search.search(query, k=4, mode="funnel", shortlist=1000)
-    assert search._float_rows(128) is not None, "read from the float FAISS index, not the float16 file"
+    ((_, segment),) = search._snapshot.opened
+    flat = kind == "flat"
+    assert (segment.float_rows(128) is not None) == flat, "read from a flat float FAISS index, else the float16 file"
     for hit in hits:  # the float index's rows are the file's vectors, re-normalised: the same cosines
         rows = search._chunk_rows_of(search._cited_key(hit))
         assert hit.score == pytest.approx(float((matryoshka(full[rows], 128) @ vector).max()), abs=1e-5)
@@ -182,7 +186,7 @@ def test_quantized_indexes_are_rescored_in_full_precision(index, encoder, tmp_pa
     assert manifest["faiss"]["factory"]["64"] == {"int8": "SQ8", "binary": "BFlat"}[quantize]
     quantized = LegalSearch.open(target, encoder=encoder)
     exact = LegalSearch.open(index, encoder=encoder)
-    full = np.load(target / "vectors.f16.npy", allow_pickle=False).astype(np.float32)
+    full = np.load(segment_folder(target) / "vectors.f16.npy", allow_pickle=False).astype(np.float32)
     for query in ("vacaciones anuales", "fianza", "notificaciones electrónicas"):
         hits = quantized.search(query, k=3, dim=64, mode="dense")
         vector = matryoshka(encoder.encode([query]), 64)[0]
@@ -274,39 +278,50 @@ def test_cli_history_and_as_of(encoder, tiny_model, tmp_path, monkeypatch) -> No
 
 
 def _as_format(index: Path, version: int) -> None:
-    """Rewrite an index folder as format 1 (no wording keys, no status) or 2 (no status) wrote it, to test the
-    upgrade. Neither manifest carried the "format" marker."""
+    """Rewrite an index folder as format 1 (no wording keys, no status), 2 (no status) or 3 (one vector file,
+    counts and files in the manifest, no segments) wrote it, to test the upgrade. Formats 1 and 2 carried no
+    "format" marker."""
     import sqlite3
 
     from legalsearch import store
 
+    manifest = store.read_manifest(index)
+    (segment,) = manifest["segments"]
+    folder = index / "segments" / segment["name"]
+    shutil.copy(folder / "vectors.f16.npy", index / store.LEGACY_VECTORS)
+    shutil.rmtree(index / "segments")
     worded = ", version_until, wording" if version == 2 else ""
     connection = sqlite3.connect(index / store.DATABASE)
-    connection.executescript(
-        f"""
-        CREATE TABLE old_articles AS SELECT id, boe_id, article_id, position, kind, number, heading, path, text,
-            url, anchor, notes, version_date, version_published, version_norma{worded}, content_hash FROM articles;
-        DROP TABLE articles; ALTER TABLE old_articles RENAME TO articles;
-        CREATE TABLE old_chunks AS SELECT row, chunk_id, boe_id, article_id{worded and ", wording"}, part, text,
-            content_hash FROM chunks;
-        DROP TABLE chunks; ALTER TABLE old_chunks RENAME TO chunks;
-        """
-    )
+    connection.executescript("DROP TABLE segments; DROP TABLE deleted; DROP TABLE sources; DROP TABLE commits;")
+    if version < 3:
+        connection.executescript(
+            f"""
+            CREATE TABLE old_articles AS SELECT id, boe_id, article_id, position, kind, number, heading, path, text,
+                url, anchor, notes, version_date, version_published, version_norma{worded}, content_hash FROM articles;
+            DROP TABLE articles; ALTER TABLE old_articles RENAME TO articles;
+            CREATE TABLE old_chunks AS SELECT row, chunk_id, boe_id, article_id{worded and ", wording"}, part, text,
+                content_hash FROM chunks;
+            DROP TABLE chunks; ALTER TABLE old_chunks RENAME TO chunks;
+            """
+        )
     connection.commit()
     connection.close()
-    manifest = json.loads((index / store.MANIFEST).read_text())
     manifest["format_version"] = version
-    del manifest["format"]
+    for key in ("segments", "commit"):
+        del manifest[key]
+    if version < 3:
+        del manifest["format"]
     if version == 1:
         del manifest["counts"]["earlier_wordings"]
-    database = index / store.DATABASE
-    manifest["files"][store.DATABASE] = {"bytes": database.stat().st_size, "sha256": store.sha256_file(database)}
+    manifest["files"] = {
+        name: {"bytes": (index / name).stat().st_size, "sha256": store.sha256_file(index / name)}
+        for name in (store.DATABASE, store.LEGACY_VECTORS)
+    }
     (index / store.MANIFEST).write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_an_old_format_index_is_upgraded_by_indexing_again_without_embedding(index, encoder, tmp_path, version) -> None:
-    import shutil
 
     from legalsearch.errors import IndexFormatError
 
@@ -315,13 +330,14 @@ def test_an_old_format_index_is_upgraded_by_indexing_again_without_embedding(ind
     before = LegalSearch.open(old, encoder=encoder).search("vacaciones anuales", k=5, mode="hybrid")
     _as_format(old, version)
     with pytest.raises(
-        IndexFormatError, match=f"index format {version}; upgrade it to format 3 by running `legalsearch"
+        IndexFormatError, match=f"index format {version}; upgrade it to format 4 by running `legalsearch"
     ):
         LegalSearch.open(old, encoder=encoder)
     report = indexing.build([str(index.parent / "laws")], old, encoder=encoder)
     assert not report.up_to_date and report.embedded == 0 and report.unchanged_sources == 5
     upgraded = LegalSearch.open(old, encoder=encoder)
-    assert upgraded.manifest["format_version"] == 3 and upgraded.manifest["format"] == "legalsearch-index"
+    assert upgraded.manifest["format_version"] == 4 and upgraded.manifest["format"] == "legalsearch-index"
+    assert not (old / store.LEGACY_VECTORS).exists() and len(upgraded.manifest["segments"]) == 1
     assert [h.to_dict() for h in upgraded.search("vacaciones anuales", k=5, mode="hybrid")] == [
         h.to_dict() for h in before
     ]
