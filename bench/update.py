@@ -80,11 +80,11 @@ def main() -> int:
     first = sources[0]
     run(["index", first, "--index", str(small), "--model", model])
     before = {"large": size(large), "small": size(small)}
+    command = [sys.executable, "-m", "legalsearch", "info", "--index", str(large), "--json"]
+    info = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
     rows = {}
     for name, folder in (("small", small), ("large", large)):
         rows[name] = run(["index", str(law), "--index", str(folder), "--model", model])
-    command = [sys.executable, "-m", "legalsearch", "info", "--index", str(large), "--json"]
-    info = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
     print(f"large index: {info['counts']['laws']} laws, {info['counts']['chunks']:,} chunks, "
           f"{before['large'] / 1e6:.1f} MB; small index: 1 law, {before['small'] / 1e6:.1f} MB")  # fmt: skip
     print(f"{'adding a 3-article law to':28} {'wall s':>8} {'peak RSS MB':>12} {'written MB':>11} {'% of index':>11}")

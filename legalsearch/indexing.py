@@ -123,13 +123,16 @@ def defaults_for(model_id: str, full_dim: int, dims: list[int] | None = None, re
         "dim": full_dim,
         "k": 5,
         # A model we know nothing of may be strong or useless on Spanish law: its dense side gets a tenth of the
-        # lexical side's weight (and the agreement gate, search.GATE), so it reorders BM25's near-ties without
+        # lexical side's weight (and the agreement gate, retrievers.GATE), so it reorders BM25's near-ties without
         # overturning it. Measured with `legalsearch calibrate --dry-run` on the dev questions over all of
         # ../shared/corpora: the tiny random test model, lexical 0.699 MRR@10, hybrid 0.701 at 0.1 (0.631 at
         # 1.0); all-MiniLM-L6-v2 has its own defaults (MINILM). `legalsearch calibrate` measures any model.
         "hybrid_weights": {"dense": 0.1, "lexical": 1.0},
         "funnel_dim": next((d for d in (128, 64) if d < full_dim), full_dim),
         "funnel_shortlist": 1000,
+        # hybrid's dense side shortlists with the funnel past this many chunks (exact below: small indexes keep
+        # exact cosines; at 0.5M 1024-dim chunks the exact scan alone takes ~50 ms here, bench/scale.py)
+        "hybrid_funnel_above": 100_000,
         # the lexicon's legal terms in BM25 (legalsearch/lexicon.py): bench/lexicon.py on the dev questions over
         # all of ../shared/corpora with all-MiniLM-L6-v2, lexical MRR@10 0.669 → 0.697 at 0.3 (0.703 at 0.5);
         # hybrid (equal weights) 0.441 → 0.435, within one question. It acts on the lexical side only, so its

@@ -26,15 +26,14 @@ from .embedding import (
     check_runtime,
     load_cross_encoder,
     load_encoder,
-    matryoshka,
 )
 from .errors import IndexFormatError, ModelError, QueryError, UsageError
 from .indexing import same_model
-from .lexicon import expansion
 from .quiet import quiet_third_party
 from .ranking import SAMPLE as PRIOR_SAMPLE
 from .ranking import Candidate, Priors
 from .ranking import apply as apply_priors
+from .retrievers import Dense, Funnel, Hybrid, Lexical, Retriever, View
 from .snapshot import Snapshot
 from .sources.structure import fold
 from .store import DATABASE, check_files, read_manifest
@@ -55,11 +54,8 @@ REPEALED_SQL = (
     "(a.status = 'derogado' OR l.status = 'derogada' "
     "OR (a.wording = '' AND a.version_until IS NOT NULL AND a.version_until <= date('now')))"
 )
+HYBRID_FUNNEL_ABOVE = 100_000  # chunks; see `retriever`
 PRIOR_POOL = 30  # articles each retriever ranks for the priors to reorder
-# Agreement gate of the fusion: on the dev questions over all of ../shared/corpora, random query vectors share
-# 2.5 % of their 50 best articles with BM25's (at most 10 %), all-MiniLM-L6-v2's vectors 21.5 % (median 20 %).
-GATE = (0.05, 0.15)
-RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
 
 
 def _index_errors(method):
@@ -352,14 +348,7 @@ class LegalSearch:
             vectors = self.embed(queries)
         keep = max(k, rerank_depth if rerank else 0)  # hits built: the reranker rescores its depth
         depth = max(keep, PRIOR_POOL if priors.active else 0)  # articles ranked: the priors reorder a pool
-        if mode == "dense":
-            ranked = self._dense_articles(vectors, depth, dim, allowed)
-        elif mode == "funnel":
-            ranked = self._funnel_articles(vectors, depth, dim, allowed, shortlist)
-        elif mode == "lexical":
-            ranked = self._lexical_articles(queries, depth, allowed)
-        else:
-            ranked = self._hybrid_articles(queries, vectors, depth, dim, allowed)
+        ranked = self.retriever(mode, dim, shortlist).rank(queries, vectors, depth, allowed)
         results = [
             self._hits(query, self._with_priors(query, articles, priors), keep, mode, allowed)
             for query, articles in zip(queries, ranked, strict=True)
@@ -441,7 +430,7 @@ class LegalSearch:
     def search_vectors(self, vectors: np.ndarray, k: int = 5, dim: int | None = None) -> list[list[Hit]]:
         """Dense search with query vectors already embedded at full dim (benchmarks, batch evaluation)."""
         dim = self._check_dim(k, dim)
-        ranked = self._dense_articles(vectors, k, dim, self._allowed(None))
+        ranked = self.retriever("dense", dim).rank(["" for _ in vectors], vectors, k, self._allowed(None))
         return [[self._hit(r, score, a, row, "dense") for r, (a, score, row) in enumerate(arts, 1)] for arts in ranked]
 
     # --- candidates -----------------------------------------------------------------------------------
@@ -461,64 +450,9 @@ class LegalSearch:
                 self._chunk_article = owner
             return self._chunk_article
 
-    def _roll_up(self, chunks: list[tuple[int, float]], depth: int) -> list[tuple[int, float, int]]:
-        """(article key, score, best chunk row) of the first `depth` distinct articles of a ranked chunk list."""
-        owner = self._chunk_articles()
-        seen: dict[int, tuple[float, int]] = {}
-        for row, score in chunks:
-            article = int(owner[row])
-            if article not in seen:
-                seen[article] = (score, row)
-                if len(seen) == depth:
-                    break
-        return [(a, score, row) for a, (score, row) in seen.items()]
-
-    def _until_enough(self, fetch_chunks, depth: int, total: int) -> list[list[tuple[int, float, int]]]:
-        """Ask `fetch_chunks(n)` for more chunks until every query has `depth` distinct articles (articles split
-        in several chunks take several slots) or the candidates run out."""
-        n = min(total, max(4 * depth, depth + 32))
-        while True:
-            ranked = [self._roll_up(chunks, depth) for chunks in fetch_chunks(n)]
-            if n >= total or all(len(r) >= depth for r in ranked):
-                return ranked
-            n = min(total, n * 4)
-
-    def _dense_chunks(self, vectors: np.ndarray, dim: int, n: int, allowed: np.ndarray | None):
-        quantize = self.manifest["faiss"].get("quantize", "none")
-        queries = matryoshka(vectors, dim)
-        fetch = n if quantize == "none" else min(self._candidates(allowed), max(4 * n, 200))
-        codes = np.packbits(queries > 0, axis=1) if quantize == "binary" else queries
-        results = []
-        for q, (found, found_scores) in enumerate(self._snapshot.search(codes, dim, fetch, allowed)):
-            found_scores = found_scores.astype(np.float64)
-            if quantize != "none" and len(found):  # always rescored with the full-precision vectors
-                found, found_scores = self._rescore(found, queries[q], dim)
-                found, found_scores = found[:n], found_scores[:n]
-            results.append(list(zip(found.tolist(), found_scores.tolist(), strict=True)))
-        return results
-
-    def _rescore(self, rows: np.ndarray, query: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """`rows` ordered by exact cosine at `dim` with the full-precision vectors, and those cosines.
-
-        Read from the flat float FAISS file of that dim where there is one (its rows are the re-normalised
-        prefixes already), else from the float16 vector files. `einsum`, not `@`: a BLAS matrix-vector product
-        started right after FAISS's OpenMP threads fought them for the cores (3-4× slower on 2 cores,
-        bench/funnel_real.py)."""
-        rows = np.sort(rows)  # ascending rows: memory-mapped files are read in order
-        unit = query[:dim] / np.linalg.norm(query[:dim])
-        candidates = self._snapshot.prefixes(rows, dim)
-        exact = np.einsum("ij,j->i", candidates, unit.astype(np.float32))
-        order = np.lexsort((rows, -exact))
-        return rows[order], exact[order].astype(np.float64)
-
-    def _candidates(self, allowed: np.ndarray | None) -> int:
-        return len(allowed) if allowed is not None else int(self.manifest["counts"]["chunks"])
-
-    def _dense_articles(self, vectors, depth: int, dim: int, allowed) -> list[list[tuple[int, float, int]]]:
-        total = self._candidates(allowed)
-        if total == 0:
-            return [[] for _ in range(len(vectors))]
-        return self._until_enough(lambda n: self._dense_chunks(vectors, dim, n, allowed), depth, total)
+    def _view(self) -> View:
+        return View(self._snapshot, self._chunk_articles(), self.manifest.get("defaults", {}),
+                    self.manifest["faiss"].get("quantize", "none"), int(self.manifest["counts"]["chunks"]))  # fmt: skip
 
     def funnel_dim(self, dim: int) -> int:
         """The dim the funnel shortlists at: the manifest's choice, else the smallest built dim >= 64 below `dim`."""
@@ -528,68 +462,27 @@ class LegalSearch:
         smaller = [d for d in self.dims if d < dim]
         return min([d for d in smaller if d >= 64] or smaller or [dim])
 
-    def _funnel_articles(self, vectors, depth: int, dim: int, allowed, shortlist: int | None):
-        total = self._candidates(allowed)
-        if total == 0:
-            return [[] for _ in range(len(vectors))]
-        small = self.funnel_dim(dim)
-        queries = matryoshka(vectors, dim)
-        default = int(self.manifest.get("defaults", {}).get("funnel_shortlist") or 1000)
-
-        def fetch(n: int):
-            candidates = self._dense_chunks(vectors, small, max(n, shortlist or default), allowed)
-            results = []
-            for q, chunks in enumerate(candidates):
-                rows = np.array([row for row, _ in chunks], dtype=np.int64)
-                ranked, scores = self._rescore(rows, queries[q], dim) if len(rows) else (rows, rows)
-                results.append(list(zip(ranked.tolist(), scores.tolist(), strict=True)))
-            return results
-
-        return self._until_enough(fetch, depth, total)
-
-    def _lexical(self):
-        return self._snapshot.lexical
-
     @property
     def lexicon_weight(self) -> float:
         """How much the legal terms of the lexicon (`lexicon.expansion`) count in BM25, against the query's own
         words (manifest `defaults.lexicon_weight`; 0: no expansion)."""
         return float(self.manifest.get("defaults", {}).get("lexicon_weight") or 0.0)
 
-    def _lexical_articles(self, queries: list[str], depth: int, allowed) -> list[list[tuple[int, float, int]]]:
-        lexical = self._lexical()
-        mask = None
-        if allowed is not None:
-            mask = np.zeros(lexical.size, dtype=np.float32)
-            mask[allowed] = 1.0
-        total = self._candidates(allowed)
-        weight = self.lexicon_weight
-        expansions = [expansion(q) for q in queries] if weight > 0 else None
-        return self._until_enough(lambda n: lexical.search(queries, n, mask, expansions, weight), depth, total)
-
-    def _hybrid_articles(self, queries, vectors, depth: int, dim: int, allowed):
-        """Weighted reciprocal rank fusion of the dense and lexical rankings. The dense side's weight is scaled,
-        per query, by how much its 50 best articles agree with the lexical side's (`agreement_weight`): a dense
-        model that ranks at random for a question shares next to none of them and drops out of the fusion."""
-        defaults = self.manifest.get("defaults", {})
-        weights = {"dense": 1.0, "lexical": 1.0, **defaults.get("hybrid_weights", {})}
-        gate = defaults.get("agreement_gate", GATE)
-        pool = max(depth, 100)  # fuse deep lists: an article ranked 40th by one side can still win
-        dense = self._dense_articles(vectors, pool, dim, allowed)
-        lexical = self._lexical_articles(queries, pool, allowed)
-        fused = []
-        for d, lx in zip(dense, lexical, strict=True):
-            scores: dict[int, float] = {}
-            rows: dict[int, int] = {}
-            # a gated dense side still fills the list after BM25's articles, in its own order
-            scale = {"dense": max(agreement_weight(d, lx, gate), 1e-3) if lx else 1.0, "lexical": 1.0}
-            for name, ranking in (("dense", d), ("lexical", lx)):
-                for rank, (article, _, row) in enumerate(ranking, 1):
-                    scores[article] = scores.get(article, 0.0) + weights[name] * scale[name] / (RRF_K + rank)
-                    rows.setdefault(article, row)
-            best = sorted(scores, key=lambda a: -scores[a])[:depth]
-            fused.append([(a, scores[a], rows[a]) for a in best])
-        return fused
+    def retriever(self, mode: str, dim: int, shortlist: int | None = None) -> Retriever:
+        """The retriever of `mode` at `dim` over the snapshot this reader serves."""
+        view = self._view()
+        if mode == "dense":
+            return Dense(view, dim)
+        if mode == "funnel":
+            default = int(self.manifest.get("defaults", {}).get("funnel_shortlist") or 1000)
+            return Funnel(view, dim, self.funnel_dim(dim), shortlist or default)
+        if mode == "lexical":
+            return Lexical(view, self.lexicon_weight)
+        # past `hybrid_funnel_above` chunks the dense side shortlists with the funnel: an exact scan of half a
+        # million 1024-dim vectors takes ~50 ms on 2 cores, the funnel ~19 ms (bench/scale.py)
+        above = self.manifest.get("defaults", {}).get("hybrid_funnel_above", HYBRID_FUNNEL_ABOVE)
+        dense_mode = "funnel" if above is not None and view.live > above else "dense"
+        return Hybrid(view, self.retriever(dense_mode, dim, shortlist), self.retriever("lexical", dim))
 
     # --- filters and citations ------------------------------------------------------------------------
     @property
@@ -924,15 +817,6 @@ class LegalSearch:
             "AND a.wording = '' GROUP BY l.boe_id ORDER BY l.rowid"
         )
         return [dict(row) for row in rows]
-
-
-def agreement_weight(dense: list, lexical: list, gate: tuple[float, float], top: int = 50) -> float:
-    """0…1: the share of the dense side's `top` articles the lexical side also has, mapped linearly from
-    `gate[0]` (no weight: what a random ranking shares) to `gate[1]` (full weight)."""
-    shared = len({a for a, _, _ in dense[:top]} & {a for a, _, _ in lexical[:top]})
-    share = shared / top  # of `top`, not of what BM25 found: a few shared matches of a short list prove little
-    low, high = gate
-    return min(1.0, max(0.0, (share - low) / (high - low))) if high > low else 1.0
 
 
 def _wording(row: dict) -> Wording:

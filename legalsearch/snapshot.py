@@ -21,6 +21,21 @@ from . import lexical, segments
 from .embedding import matryoshka
 from .store import DATABASE, catalogue_facts, connect, damaged, layout_of
 
+OVERFETCH = 4096  # deleted rows in a segment up to which a search over-fetches instead of using a selector
+
+
+def _search(index, codes: np.ndarray, k: int, selector):
+    import faiss
+
+    if selector is None:
+        return index.search(codes, k)
+    params = (
+        faiss.SearchParametersHNSW(sel=selector, efSearch=max(128, k))
+        if getattr(index, "hnsw", None) is not None
+        else faiss.SearchParameters(sel=selector)
+    )
+    return index.search(codes, k, params=params)
+
 
 class Snapshot:
     def __init__(self, path: Path, static: dict, previous: Snapshot | None = None) -> None:
@@ -39,10 +54,11 @@ class Snapshot:
             segment = reuse.get(part["name"]) or segments.Segment(path / segments.FOLDER / part["name"], self.layout)
             if segment.rows != part["rows"]:
                 raise damaged(segment.folder, f"holds {segment.rows} rows, the catalogue says {part['rows']}")
-            segment.prefetch(self.layout.dims)
+            segment.hold()
             self.opened.append((part["base_row"], segment))
         self.size = max((base + s.rows for base, s in self.opened), default=0)
         self.live = self._live_masks()
+        self._selectors: dict[int, object] = {}  # segment position → FAISS selector of its live rows
         self._lexical: lexical.LexicalIndex | None = None
         self._poll: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -77,35 +93,31 @@ class Snapshot:
     # --- dense ------------------------------------------------------------------------------------------------
     def search(self, codes: np.ndarray, dim: int, k: int, allowed: np.ndarray | None) -> list[tuple[np.ndarray, ...]]:
         """(global rows, scores) of the best `k` live rows per query at `dim`, best first: every segment's FAISS
-        file searched (restricted to `allowed` rows, ascending, when given) and the lists merged."""
-        import faiss
-
+        file searched (restricted to `allowed` rows, ascending, when given) and the lists merged. A segment with
+        a few deleted rows is searched for `k` + that many and the deleted ones dropped (cheaper than a
+        selector); with many, through a bitmap of its live rows."""
         found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(len(codes))]
-        for (base, segment), live in zip(self.opened, self.live, strict=True):
-            selector = None
+        for position, ((base, segment), live) in enumerate(zip(self.opened, self.live, strict=True)):
+            selector, extra = None, 0
             if allowed is not None:
+                import faiss
+
                 lo, hi = np.searchsorted(allowed, [base, base + segment.rows])
                 if lo == hi:
                     continue
-                local = (allowed[lo:hi] - base).astype(np.int64)
-                selector = faiss.IDSelectorBatch(local)
+                selector = faiss.IDSelectorBatch((allowed[lo:hi] - base).astype(np.int64))
             elif live is not None:
-                selector = faiss.IDSelectorBatch(np.flatnonzero(live).astype(np.int64))
-            index = segment.faiss(dim)
-            fetch = min(k, segment.rows)
+                extra = segment.rows - int(live.sum())
+                if extra > OVERFETCH:
+                    selector, extra = self._live_selector(position), 0
+            fetch = min(k + extra, segment.rows)
             if fetch == 0:
                 continue
-            if selector is None:
-                scores, rows = index.search(codes, fetch)
-            else:
-                params = (
-                    faiss.SearchParametersHNSW(sel=selector, efSearch=max(128, fetch))
-                    if getattr(index, "hnsw", None) is not None
-                    else faiss.SearchParameters(sel=selector)
-                )
-                scores, rows = index.search(codes, fetch, params=params)
+            scores, rows = _search(segment.faiss(dim), codes, fetch, selector)
             for q in range(len(codes)):
                 keep = rows[q] >= 0
+                if extra:
+                    keep &= live[np.maximum(rows[q], 0)]
                 found[q].append((rows[q][keep].astype(np.int64) + base, scores[q][keep]))
         merged = []
         for lists in found:
@@ -116,6 +128,19 @@ class Snapshot:
             merged.append((rows[order], scores[order]))
         return merged
 
+    def _live_selector(self, position: int):
+        """A FAISS selector of the live rows of one segment (a bitmap, built once per snapshot)."""
+        import faiss
+
+        with self._lock:
+            selector = self._selectors.get(position)
+            if selector is None:
+                bits = np.packbits(self.live[position], bitorder="little")
+                selector = faiss.IDSelectorBitmap(len(self.live[position]), faiss.swig_ptr(bits))
+                selector.bits_array = bits  # keep the bits alive as long as the selector
+                self._selectors[position] = selector
+            return selector
+
     def prefixes(self, rows: np.ndarray, dim: int) -> np.ndarray:
         """Unit prefixes at `dim` (float32) of global `rows`: read from a flat float FAISS file where the dim has
         one (its rows are those prefixes already), else from the float16 vectors."""
@@ -125,8 +150,8 @@ class Snapshot:
             base, segment = self.opened[i]
             picked = np.flatnonzero(owner == i)
             local = rows[picked] - base
-            view = segment.float_rows(dim) if dim in self.layout.dims and self.layout.quantize == "none" else None
-            out[picked] = view[local] if view is not None else matryoshka(np.asarray(segment.vectors[local]), dim)
+            view = segment.float_rows(dim)
+            out[picked] = view[local] if view is not None else matryoshka(segment.read_rows(local), dim)
         return out
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
@@ -136,7 +161,7 @@ class Snapshot:
         for i in np.unique(owner):
             base, segment = self.opened[i]
             picked = np.flatnonzero(owner == i)
-            out[picked] = segment.vectors[rows[picked] - base]
+            out[picked] = segment.read_rows(rows[picked] - base)
         return out
 
     def _owner(self, rows: np.ndarray) -> np.ndarray:

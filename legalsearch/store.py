@@ -566,7 +566,7 @@ def gather(opened: list[tuple[int, segments.Segment]], rows: np.ndarray) -> np.n
     for i in np.unique(owner):
         base, segment = opened[i]
         picked = np.flatnonzero(owner == i)
-        out[picked] = segment.vectors[rows[picked] - base]
+        out[picked] = segment.read_rows(rows[picked] - base)
     return out
 
 

@@ -69,7 +69,7 @@ def test_fetch_merges_metadata_and_text_into_one_cached_file(api, tmp_path: Path
 
 def test_fetch_unknown_id_is_a_clear_error(api, tmp_path: Path) -> None:
     base, _, _ = api
-    with pytest.raises(FetchError, match=r"BOE-A-2099-404: no consolidated law with this id at the BOE \(404\)"):
+    with pytest.raises(FetchError, match=r"BOE-A-2099-404: not at the BOE \(404: no such consolidated norm"):
         client(base, tmp_path).get("BOE-A-2099-404")
 
 

@@ -14,7 +14,8 @@ from legalsearch import indexing
 from legalsearch.citations import named_law
 from legalsearch.cli import app
 from legalsearch.ranking import Candidate, Priors, apply
-from legalsearch.search import LegalSearch, agreement_weight
+from legalsearch.retrievers import agreement_weight
+from legalsearch.search import LegalSearch
 
 runner = CliRunner()
 

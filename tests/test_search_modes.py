@@ -15,7 +15,8 @@ from legalsearch import indexing, store
 from legalsearch.cli import app
 from legalsearch.embedding import load_encoder, matryoshka
 from legalsearch.errors import QueryError
-from legalsearch.search import RRF_K, SEARCH_MODES, Filters, LegalSearch
+from legalsearch.retrievers import RRF_K
+from legalsearch.search import SEARCH_MODES, Filters, LegalSearch
 from legalsearch.testing import segment_folder
 
 from .test_fetch_and_cli import METADATA, TEXTO
@@ -72,11 +73,12 @@ def test_lexical_mode_folds_accents_stems_and_ignores_stopwords(search) -> None:
 def test_hybrid_is_reciprocal_rank_fusion_of_both_rankings(search, encoder, monkeypatch) -> None:
     dense = [[(1, 0.9, 10), (2, 0.8, 20), (3, 0.7, 30)]]
     lexical = [[(3, 12.0, 31), (4, 11.0, 40), (1, 10.0, 11)]]
-    monkeypatch.setattr(search, "_dense_articles", lambda *a, **k: dense)
-    monkeypatch.setattr(search, "_lexical_articles", lambda *a, **k: lexical)
     monkeypatch.setitem(search.manifest["defaults"], "hybrid_weights", {"dense": 1.0, "lexical": 1.0})
     monkeypatch.setitem(search.manifest["defaults"], "agreement_gate", (0.0, 0.0))  # no gate: plain RRF
-    fused = search._hybrid_articles(["q"], np.zeros((1, 128), dtype=np.float32), 4, 128, None)[0]
+    hybrid = search.retriever("hybrid", 128)
+    monkeypatch.setattr(hybrid.dense, "rank", lambda *a, **k: dense)
+    monkeypatch.setattr(hybrid.lexical, "rank", lambda *a, **k: lexical)
+    fused = hybrid.rank(["q"], np.zeros((1, 128), dtype=np.float32), 4, None)[0]
     expected = {1: 1 / (RRF_K + 1) + 1 / (RRF_K + 3), 2: 1 / (RRF_K + 2), 3: 1 / (RRF_K + 3) + 1 / (RRF_K + 1),
                 4: 1 / (RRF_K + 2)}  # fmt: skip
     assert [a for a, _, _ in fused] == sorted(expected, key=lambda a: (-expected[a], a))

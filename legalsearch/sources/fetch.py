@@ -1,15 +1,24 @@
-"""Client for the BOE open-data API of consolidated legislation, with an on-disk cache.
+"""Client for the BOE open-data API, with an on-disk cache.
 
-`GET {base}/id/<boe_id>` answers metadata, analysis and text (XML); when the text is missing there, it comes from
-`{base}/id/<boe_id>/texto`. The two are merged into one `<response>` saved as `<cache>/<boe_id>.xml`, written to a
-temporary file and renamed, so an interrupted download never leaves a partial file.
+`GET {api}/legislacion-consolidada/id/<boe_id>` answers metadata, analysis and text (XML); when the text is
+missing there, it comes from `…/id/<boe_id>/texto`. The two are merged into one `<response>` saved as
+`<cache>/<boe_id>.xml`, written to a temporary file and renamed, so an interrupted download never leaves a
+partial file. `catalogue_page`, `sumario` and `diario` serve `legalsearch sync` (sync.py).
+
+Polite: one request at a time, `delay` seconds apart (`--rate`), an identifying User-Agent and an explicit
+`Accept`; retries with exponential backoff on 5xx, 429, timeouts and dropped connections, never on other 4xx.
+The API root comes from `LEGALSEARCH_BOE_API` (default `https://www.boe.es/datosabiertos/api`; a value ending in
+`/legislacion-consolidada`, its earlier meaning, still works).
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -19,8 +28,19 @@ from .. import __version__
 from ..errors import FetchError
 from . import BOE_ID_ARG
 
-DEFAULT_BASE_URL = "https://www.boe.es/datosabiertos/api/legislacion-consolidada"
+DEFAULT_API = "https://www.boe.es/datosabiertos/api"
 DEFAULT_CACHE = Path("corpora") / "cache"
+USER_AGENT = f"legalsearch/{__version__} (+https://github.com/legalsearch; consolidated Spanish legislation mirror)"
+
+
+def api_root(value: str | None = None) -> str:
+    """The API root from `value`, else LEGALSEARCH_BOE_API, else the BOE's; `…/legislacion-consolidada` is cut."""
+    root = (value or os.environ.get("LEGALSEARCH_BOE_API") or DEFAULT_API).rstrip("/")
+    return root.removesuffix("/legislacion-consolidada")
+
+
+class NotFound(FetchError):
+    """The API answered 404: no such norm (or not consolidated), no BOE that day."""
 
 
 def default_cache() -> Path:
@@ -32,13 +52,65 @@ class BOEClient:
     """Downloads laws politely: one request at a time, `delay` seconds apart, `retries` tries with backoff."""
 
     cache: Path = field(default_factory=default_cache)
-    base_url: str = field(default_factory=lambda: os.environ.get("LEGALSEARCH_BOE_API", DEFAULT_BASE_URL))
+    base_url: str | None = None  # the API root (or, as before, its …/legislacion-consolidada)
     delay: float = 1.0
     retries: int = 3
     backoff: float = 2.0
     timeout: float = 60.0
     _last_request: float = 0.0
     _unreachable: str | None = None  # set when the API could not be reached: later ids fail at once
+    requests: int = 0  # made so far (retries included)
+
+    def __post_init__(self) -> None:
+        self.api = api_root(self.base_url)
+        self.base_url = f"{self.api}/legislacion-consolidada"
+
+    @property
+    def site(self) -> str:
+        """Scheme and host of the API (the diario documents are served beside it)."""
+        parts = urllib.parse.urlsplit(self.api)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def catalogue_page(self, offset: int, limit: int, since: str | None = None, until: str | None = None) -> list:
+        """One page of the consolidated catalogue (JSON items), ordered by id so that pages do not shift."""
+        params = {"offset": offset, "limit": limit, "query": json.dumps({"sort": [{"identificador": "asc"}]})}
+        if since:
+            params["from"] = since
+        if until:
+            params["to"] = until
+        body = self._request(f"{self.base_url}?{urllib.parse.urlencode(params)}", "catalogue", "application/json")
+        try:
+            answer = json.loads(body)
+        except ValueError as exc:
+            raise FetchError(f"catalogue: the BOE API answered with invalid JSON ({exc}); try again") from None
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if data in ("", None, {}):
+            return []
+        if not isinstance(data, list):
+            raise FetchError("catalogue: the BOE API answered an unexpected shape (no list of items)")
+        return data
+
+    def sumario(self, day: str) -> dict | None:
+        """The daily BOE sumario of `day` (YYYYMMDD) as JSON, or None when no BOE was published that day."""
+        try:
+            body = self._request(f"{self.api}/boe/sumario/{day}", f"sumario {day}", "application/json")
+        except NotFound:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise FetchError(f"sumario {day}: invalid JSON ({exc}); try again") from None
+
+    def diario(self, boe_id: str) -> Path:
+        """The diario document (the text as published) of `boe_id`, cached as `<cache>/diario/<boe_id>.xml`."""
+        path = self.cache / "diario" / f"{boe_id}.xml"
+        if path.exists():
+            return path
+        body = self._request(f"{self.site}/diario_boe/xml.php?id={boe_id}", boe_id)
+        if b"<documento" not in body[:2000]:
+            raise FetchError(f"{boe_id}: the BOE has no diario document with this id")
+        _write_whole(path, body)
+        return path
 
     def path_for(self, boe_id: str) -> Path:
         return self.cache / f"{boe_id}.xml"
@@ -50,14 +122,7 @@ class BOEClient:
         path = self.path_for(boe_id)
         if path.exists() and not refresh:
             return path
-        document = self._download_law(boe_id)
-        self.cache.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".xml.part-{os.getpid()}")
-        try:
-            partial.write_bytes(document)
-            partial.replace(path)
-        finally:
-            partial.unlink(missing_ok=True)
+        _write_whole(path, self._download_law(boe_id))
         return path
 
     __call__ = get
@@ -88,10 +153,8 @@ class BOEClient:
             raise FetchError(f"{boe_id}: the BOE API answered {code.strip()} {text}".rstrip())
         return root
 
-    def _request(self, url: str, boe_id: str) -> bytes:
-        request = urllib.request.Request(
-            url, headers={"Accept": "application/xml", "User-Agent": f"legalsearch/{__version__}"}
-        )
+    def _request(self, url: str, boe_id: str, accept: str = "application/xml") -> bytes:
+        request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": USER_AGENT})
         if self._unreachable is not None:
             raise FetchError(f"{boe_id}: not tried, the BOE API was unreachable just before ({self._unreachable})")
         last_error = ""
@@ -101,15 +164,16 @@ class BOEClient:
                 time.sleep(wait)
             try:
                 self._last_request = time.monotonic()
+                self.requests += 1
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     return response.read()
             except urllib.error.HTTPError as exc:
                 if exc.code == 404:
-                    raise FetchError(f"{boe_id}: no consolidated law with this id at the BOE (404)") from None
+                    raise NotFound(f"{boe_id}: not at the BOE (404: no such consolidated norm, or no BOE)") from None
                 if exc.code < 500 and exc.code != 429:
                     raise FetchError(f"{boe_id}: the BOE API refused the request (HTTP {exc.code})") from None
                 last_error = f"HTTP {exc.code}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
                 last_error = str(getattr(exc, "reason", exc))
             if attempt + 1 < self.retries:
                 time.sleep(self.backoff * 2**attempt)
@@ -118,3 +182,17 @@ class BOEClient:
             f"{boe_id}: cannot reach the BOE API at {self.base_url} after {self.retries} tries ({last_error}); "
             "check the network, or pass local files instead of BOE ids"
         )
+
+
+def _write_whole(path: Path, body: bytes) -> None:
+    """Write `body` to `path` whole or not at all (a temporary sibling renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        with open(partial, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
