@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import indexing, sources
+from .dates import check_day
 from .documents import Law
 from .embedding import default_model, recorded_runtime
 from .errors import LegalSearchError, UsageError
@@ -85,6 +86,10 @@ KindOpt = Annotated[
     typer.Option("--kind", help="articulos, disposiciones, or a unit kind (articulo, anexo …); repeatable."),
 ]
 VigentesOpt = Annotated[bool, typer.Option("--vigentes", help="Leave out laws known to be repealed.")]
+MateriaOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--materia", help="Only laws with this BOE subject heading (materia, from `sync`); repeatable."),
+]
 AsOfFilterOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
@@ -356,6 +361,129 @@ def index(
         raise typer.Exit(1)
 
 
+@app.command()
+def sync(
+    index_path: IndexOpt = None,
+    ambito: Annotated[str, typer.Option(help="estatal, autonomico or todo.")] = "estatal",
+    rango: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--rango", help="Only norms of this rango (Ley, Real Decreto, 1300 …); repeatable."),
+    ] = None,
+    ids: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--ids", help="Only the BOE ids listed in this file, one per line (e.g. corpora/justicio.txt)."),
+    ] = None,
+    vigentes: Annotated[bool, typer.Option("--vigentes", help="Skip norms whose vigencia is agotada.")] = False,
+    rate: Annotated[float, typer.Option("--rate", help="Requests per second to the BOE API.")] = 2.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be fetched and embedded.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="List the whole catalogue, not the window since the last run.")
+    ] = False,
+    diario: Annotated[
+        bool, typer.Option("--diario", help="Also index new norms of the daily BOE (section I).")
+    ] = False,
+    since: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--since", help="--diario: the first day (YYYY-MM-DD) [default: after the last run, or 14 days]."),
+    ] = None,
+    api: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--api", help="BOE API root [env LEGALSEARCH_BOE_API; default https://www.boe.es/datosabiertos/api]."
+        ),
+    ] = None,
+    cache: CacheOpt = None,
+    model: ModelOpt = None,
+    dims: Annotated[Optional[str], typer.Option("--dims", help="As for `index`.")] = None,  # noqa: UP045
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Chunks per encoding batch.")] = 16,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda … (as for `index`).")] = None,  # noqa: UP045
+    backend: BackendOpt = None,
+    precision: PrecisionOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's report as JSON.")] = False,
+) -> None:
+    """Mirror the BOE catalogue of consolidated legislation into the index and keep it current (incremental)."""
+    from . import sync as sync_module
+
+    target = index_path or default_index()
+    try:
+        if since is not None:
+            check_day(since, "--since")
+        wanted = None
+        if ids is not None:
+            if not ids.is_file():
+                raise UsageError(f"{ids}: no such file; --ids takes a file of BOE ids, one per line")
+            wanted = frozenset(sources.read_id_list(ids))
+        selection = sync_module.Selection(ambito, tuple(rango or ()), wanted, vigentes)
+        build = indexing.BuildOptions(
+            model=model or (None if (target / "manifest.json").exists() else default_model()), dims=_parse_dims(dims),
+            batch_size=batch_size, device=device, backend=backend, precision=precision,
+        )  # fmt: skip
+        options = sync_module.SyncOptions(selection, rate, full, dry_run, diario, since, build=build)
+        client = BOEClient(cache=cache or default_cache(), base_url=api)
+        plain = PlainProgress(lambda line: print(line, file=sys.stderr, flush=True), SYNC_LABELS)
+        report = sync_module.sync(target, options, client, progress=plain, notify=_note)
+    except LegalSearchError as exc:
+        report_errors(getattr(exc, "errors", []))
+        raise fail(exc) from None
+    except KeyboardInterrupt:
+        raise fail(f"interrupted: {target} keeps its last commit; run sync again to continue", 130) from None
+    if as_json:
+        json.dump(report.to_dict(), sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+    else:
+        _print_sync(report)
+    for boe_id, why in report.failed.items():
+        err.print(f"[red]failed:[/red] {escape(boe_id)}: {escape(why)}", soft_wrap=True)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _print_syncs(index: Path, last: int = 3) -> None:
+    """`info`: the last sync runs the index remembers (`legalsearch.sync.history`)."""
+    from .sync import history
+
+    runs = [r for r in history(index) if not r.get("dry_run")]
+    for run in runs[-last:]:
+        out.print(
+            f"last sync  {run['at']}: {run['listing']}; new {len(run['new'])}, changed {len(run['changed'])}, "
+            f"derogated {len(run['derogated'])}, removed {len(run['removed'])}, failed {len(run['failed'])}"
+            + (f", daily BOE {len(run['diario'])}" if run.get("diario") else ""),
+            soft_wrap=True,
+        )
+
+
+def _note(message: str) -> None:
+    err.print(f"[yellow]note:[/yellow] {escape(message)}", soft_wrap=True)
+
+
+SYNC_LABELS = {"list": "Listing the catalogue", "fetch": "Fetching norms", "diario": "Reading sumarios",
+               "parse": "Parsing sources", "embed": "Embedding chunks", "write": "Writing index"}  # fmt: skip
+
+
+def _print_sync(report) -> None:
+    lines = [
+        f"{report.index}: {report.listing} listing, {report.listed:,} norms listed, {report.selected:,} selected",
+        f"new {len(report.new)}, changed {len(report.changed)} (derogated among them {len(report.derogated)}), "
+        f"unchanged {report.unchanged:,}; removed {len(report.removed)} (gone {len(report.gone)}, 404 "
+        f"{len(report.missing)}); failed {len(report.failed)}",
+        f"{report.fetched} fetched in {report.requests} requests; {report.embedded} chunks embedded; "
+        f"{report.chunks:,} chunks in the index (commit {report.commit}); {report.seconds:.1f} s",
+    ]
+    if report.diario:
+        lines.append(f"daily BOE: {len(report.diario)} new norms indexed as published (until {report.diario_until})")
+    if report.dry_run:
+        estimate = report.estimate
+        dry = (
+            f"dry run: would fetch {estimate['fetch']} norms (about {estimate['fetch_seconds']:.0f} s at this rate), "
+            f"embed about {estimate['chunks_to_embed_about']:,} chunks (about {estimate['embed_hours_cpu_about']} h "
+            f"on this kind of CPU, {estimate['embed_hours_h200_about']} h on one H200) and remove "
+            f"{len(estimate['remove'])}"
+        )
+        lines = [*lines[:2], dry]
+    for line in lines:
+        out.print(line, soft_wrap=True)
+
+
 def _compact(target: Path) -> None:
     """`legalsearch index --compact` alone: merge every segment of the index at `target`."""
     from .store import WriterLock, compact, read_manifest, tidy
@@ -402,6 +530,7 @@ def ask(
     kind: KindOpt = None,
     vigentes: VigentesOpt = False,
     as_of: AsOfFilterOpt = None,
+    materia: MateriaOpt = None,
     shortlist: ShortlistOpt = None,
     context: Annotated[
         bool, typer.Option("--context", help="Print numbered sources with their text, ready for a prompt.")
@@ -414,7 +543,7 @@ def ask(
 ) -> None:
     """Answer a question with the articles that best match it, cited."""
     search = _open(index_path, model, backend, precision)
-    filters = Filters(tuple(law or ()), tuple(rango or ()), tuple(kind or ()), vigentes, as_of)
+    filters = Filters(tuple(law or ()), tuple(rango or ()), tuple(kind or ()), vigentes, as_of, tuple(materia or ()))
     try:
         if context:
             sys.stdout.write(
@@ -575,6 +704,7 @@ def info(
             f" ({deleted} deleted rows awaiting a merge), {len(manifest['files'])} segment files + the catalogue",
             soft_wrap=True,
         )
+        _print_syncs(search.path)
         for law in search.laws():
             title = "" if law["title"] in ("", law["boe_id"]) else escape(law["title"])
             out.print(f"  {law['boe_id']:18} {law['articles']:5} units  {title}".rstrip(), soft_wrap=True)

@@ -100,6 +100,10 @@ class Law:
     fecha_actualizacion: str | None = None  # the consolidation date of the text ("actualizado a")
     eli_url: str | None = None
     status: LawStatus = "desconocido"
+    # the BOE's análisis: subject headings, and the norms that modify or repeal this one (posteriores) and that
+    # it modifies or repeals (anteriores), each {"id_norma", "relacion", "texto"}
+    materias: tuple[str, ...] = ()
+    referencias: dict = field(default_factory=dict)  # {"anteriores": [...], "posteriores": [...]}
     articles: list[Article] = field(default_factory=list)  # the units as in force (or as of the date read)
     history: list[Article] = field(default_factory=list)  # earlier wordings of them, oldest first per unit
 

@@ -81,7 +81,7 @@ def create_server(search: LegalSearch):
         description="Busca los artículos de la legislación española que mejor responden a una pregunta, con cita y "
         "enlace al BOE. Search Spanish law: the articles that best answer a question (in Spanish), cited. Filters: "
         "laws (BOE ids), rangos (Ley, Real Decreto …), kinds (articulos, disposiciones), vigentes (leave out "
-        "repealed units), as_of (the law as it read that day).",
+        "repealed units), as_of (the law as it read that day), materias (BOE subject headings).",
     )
     def search_law(
         query: Annotated[str, Field(description="La pregunta / the question, in Spanish", max_length=4000)],
@@ -92,8 +92,11 @@ def create_server(search: LegalSearch):
         kinds: list[str] | None = None,
         vigentes: bool = False,
         as_of: Day = None,
+        materias: list[str] | None = None,
     ) -> str:
-        filters = Filters(tuple(laws or ()), tuple(rangos or ()), tuple(kinds or ()), vigentes, as_of)
+        filters = Filters(
+            tuple(laws or ()), tuple(rangos or ()), tuple(kinds or ()), vigentes, as_of, tuple(materias or ())
+        )
         hits = answer(lambda: search.search(query, k=k, mode=mode, filters=filters))
         if not hits:
             return "Sin resultados / no results for these filters."

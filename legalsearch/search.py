@@ -90,10 +90,11 @@ class Filters:
     kinds: tuple[str, ...] = ()
     vigentes: bool = False
     as_of: str | None = None
+    materias: tuple[str, ...] = ()  # the BOE's subject headings (análisis), any of them
 
     @property
     def active(self) -> bool:
-        return bool(self.laws or self.rangos or self.kinds or self.vigentes or self.as_of)
+        return bool(self.laws or self.rangos or self.kinds or self.vigentes or self.as_of or self.materias)
 
     def unit_kinds(self) -> tuple[str, ...]:
         kinds: list[str] = []
@@ -130,6 +131,8 @@ class Hit:
     version_until: str | None = None  # … and stopped being in force this day (replaced, or expired); None: open
     status: str = "vigente"  # "derogado": the unit (or its whole law) is repealed or expired
     short_name: str | None = None  # the law's usual abbreviation ("ET"), where it has one
+    modified_by: str | None = None  # the BOE id of the norm that gave the wording shown, when not the law itself
+    consolidated: bool = True  # False: the text as published in the daily BOE, not yet consolidated
 
     @property
     def citation(self) -> str:
@@ -527,6 +530,18 @@ class LegalSearch:
                 )
             where.append(f"l.rango IN ({', '.join('?' * len(filters.rangos))})")
             args += [by_fold[fold(r)] for r in filters.rangos]
+        if filters.materias:
+            materias = {r[0] for r in db.execute("SELECT DISTINCT m.value FROM laws, json_each(laws.materias) m")}
+            by_fold = {fold(m): m for m in materias}
+            unknown = [m for m in filters.materias if fold(m) not in by_fold]
+            if unknown:
+                known = ", ".join(sorted(materias)[:12]) + (" …" if len(materias) > 12 else "") or "none"
+                raise QueryError(f"materia {', '.join(unknown)} not in this index; it holds {known}")
+            chosen = [by_fold[fold(m)] for m in filters.materias]
+            where.append(
+                f"EXISTS (SELECT 1 FROM json_each(l.materias) m WHERE m.value IN ({', '.join('?' * len(chosen))}))"
+            )
+            args += chosen
         kinds = filters.unit_kinds()
         if kinds:
             where.append(f"a.kind IN ({', '.join('?' * len(kinds))})")
@@ -616,7 +631,8 @@ class LegalSearch:
     def _hit(self, rank: int, score: float, article: int, row: int, match: str) -> Hit:
         db = self._db()
         a = db.execute(
-            f"SELECT a.*, l.title AS law_title, {REPEALED_SQL} AS repealed FROM articles a JOIN laws l "
+            f"SELECT a.*, l.title AS law_title, l.source_format, {REPEALED_SQL} AS repealed "
+            "FROM articles a JOIN laws l "
             "USING (boe_id) WHERE a.id = ?",
             (article,),
         ).fetchone()
@@ -640,6 +656,8 @@ class LegalSearch:
             version_until=a["version_until"],
             status="derogado" if a["repealed"] else "vigente",
             short_name=short_name(a["boe_id"]),
+            modified_by=a["version_norma"] if a["version_norma"] not in (None, a["boe_id"]) else None,
+            consolidated=a["source_format"] != "boe-diario-xml",
         )
 
     # --- browsing -------------------------------------------------------------------------------------
@@ -661,6 +679,8 @@ class LegalSearch:
             (boe_id,),
         )
         law = dict(row)
+        for name in ("materias", "referencias"):
+            law[name] = json.loads(law[name])
         law["units"] = [{**dict(u), "path": json.loads(u["path"])} for u in units]
         return law
 
@@ -674,7 +694,8 @@ class LegalSearch:
         rows = (
             self._db()
             .execute(
-                f"SELECT a.*, l.title AS law_title, {REPEALED_SQL} AS repealed FROM articles a JOIN laws l "
+                f"SELECT a.*, l.title AS law_title, l.source_format, {REPEALED_SQL} AS repealed "
+                "FROM articles a JOIN laws l "
                 "USING (boe_id) WHERE a.boe_id = ? AND a.article_id = ? "
                 "ORDER BY a.version_date IS NOT NULL, a.version_date",
                 (boe_id, article_id),

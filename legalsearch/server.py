@@ -58,9 +58,14 @@ class FilterRequest(Strict):
     )
     vigentes: bool = False
     as_of: Day = None
+    materias: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, description="BOE subject headings (análisis)", max_length=50
+    )
 
     def to_filters(self) -> Filters:
-        return Filters(tuple(self.laws), tuple(self.rangos), tuple(self.kinds), self.vigentes, self.as_of)
+        return Filters(
+            tuple(self.laws), tuple(self.rangos), tuple(self.kinds), self.vigentes, self.as_of, tuple(self.materias)
+        )
 
 
 class SearchOptions(Strict):

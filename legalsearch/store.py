@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
@@ -55,7 +56,8 @@ SCHEMA = """
 CREATE TABLE laws (
     boe_id TEXT PRIMARY KEY, title TEXT NOT NULL, rango TEXT, departamento TEXT, fecha_disposicion TEXT,
     fecha_publicacion TEXT, fecha_vigencia TEXT, fecha_actualizacion TEXT, eli_url TEXT, status TEXT,
-    source_format TEXT, origin TEXT, source_sha256 TEXT
+    materias TEXT NOT NULL DEFAULT '[]', referencias TEXT NOT NULL DEFAULT '{}', source_format TEXT, origin TEXT,
+    source_sha256 TEXT
 );
 CREATE TABLE articles (
     id INTEGER PRIMARY KEY, boe_id TEXT NOT NULL REFERENCES laws(boe_id), article_id TEXT NOT NULL,
@@ -74,6 +76,10 @@ CREATE INDEX chunks_hash ON chunks (content_hash);
 CREATE TABLE segments (name TEXT PRIMARY KEY, base_row INTEGER NOT NULL, rows INTEGER NOT NULL, created TEXT NOT NULL);
 CREATE TABLE deleted (row INTEGER PRIMARY KEY);
 CREATE TABLE sources (label TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE norms (
+    boe_id TEXT PRIMARY KEY, fecha_actualizacion TEXT, state TEXT NOT NULL, checked TEXT NOT NULL, error TEXT
+);
+CREATE TABLE syncs (id INTEGER PRIMARY KEY, at TEXT NOT NULL, report TEXT NOT NULL);
 CREATE TABLE commits (
     id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, segment TEXT, laws_added TEXT NOT NULL,
     laws_removed TEXT NOT NULL, chunks_added INTEGER NOT NULL, chunks_deleted INTEGER NOT NULL,
@@ -81,6 +87,7 @@ CREATE TABLE commits (
 );
 """
 LAW_COLUMNS = [f.name for f in fields(Law) if f.name not in ("articles", "history")]
+LAW_JSON = ("materias", "referencias")  # stored as JSON text
 ARTICLE_COLUMNS = [f.name for f in fields(Article)]
 
 
@@ -152,7 +159,13 @@ class Change:
 
 
 def _law_from_rows(law_row: sqlite3.Row, article_rows: list[sqlite3.Row]) -> Law:
-    law = Law(**{c: law_row[c] for c in LAW_COLUMNS})
+    present = set(law_row.keys())  # formats before 4 kept no análisis
+    values = {c: law_row[c] for c in LAW_COLUMNS if c in present}
+    for name in LAW_JSON:
+        if name in values:
+            values[name] = json.loads(values[name])
+    law = Law(**values)
+    law.materias = tuple(law.materias)
     present = set(article_rows[0].keys()) if article_rows else set()  # format 1 lacks version_until, wording
     for row in article_rows:
         values = {c: row[c] for c in ARTICLE_COLUMNS if c in present}
@@ -229,14 +242,26 @@ class IndexBusy(LegalSearchError):
 
 class WriterLock:
     """An exclusive lock on writing one index: `.<name>.lock` beside it (the index folder may not exist yet, and
-    a rewrite renames it). A second writer is refused at once with one line naming the first."""
+    a rewrite renames it). A second writer is refused at once with one line naming the first. Re-entrant within
+    a thread (`sync` holds it around the `index` runs it makes)."""
+
+    _held = threading.local()
 
     def __init__(self, index: Path) -> None:
         self.index = Path(index)
         self.path = self.index.parent / f".{self.index.name}.lock"
         self._file = None
+        self._nested = False
 
     def __enter__(self) -> WriterLock:
+        held = getattr(WriterLock._held, "paths", None)
+        if held is None:
+            held = WriterLock._held.paths = set()
+        key = self.path.resolve() if self.path.parent.exists() else self.path.absolute()
+        if key in held:
+            self._nested = True
+            return self
+        self._key = key
         self.index.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a+", encoding="utf-8")
         try:
@@ -253,9 +278,13 @@ class WriterLock:
         self._file.truncate()
         self._file.write(f"{os.getpid()}\n")
         self._file.flush()
+        held.add(self._key)
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._nested:
+            return
+        WriterLock._held.paths.discard(self._key)
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
@@ -617,6 +646,7 @@ def write_index(index: Path, contents: IndexContents, on_step=None, kind: str = 
         connection = _writer(building / DATABASE)
         try:
             connection.executescript(SCHEMA)
+            _carry_sync_state(index, connection)
             change = Change(added=contents.laws, sources=contents.sources, embedded=contents.build.get("embedded", 0))
             change.kind = kind
             _commit(building, connection, change, contents.layout, on_step)
@@ -628,6 +658,21 @@ def write_index(index: Path, contents: IndexContents, on_step=None, kind: str = 
         return read_manifest(index)
     finally:
         _remove_own(building)
+
+
+def _carry_sync_state(index: Path, connection: sqlite3.Connection) -> None:
+    """A rewrite keeps what `sync` recorded in the previous catalogue (the norms' states, the log of syncs)."""
+    previous = index / DATABASE
+    if not previous.is_file() or not is_index(index):
+        return
+    connection.execute("ATTACH DATABASE ? AS previous", (str(previous),))
+    try:
+        tables = {r[0] for r in connection.execute("SELECT name FROM previous.sqlite_master WHERE type = 'table'")}
+        for table in ("norms", "syncs"):
+            if table in tables:
+                connection.execute(f"INSERT INTO {table} SELECT * FROM previous.{table}")
+    finally:
+        connection.execute("DETACH DATABASE previous")
 
 
 def commit(index: Path, change: Change, on_step=None) -> dict:
@@ -694,7 +739,8 @@ def _insert_laws(connection: sqlite3.Connection, laws: list[StoredLaw], base: in
         connection.execute(
             f"INSERT INTO laws ({', '.join(LAW_COLUMNS)}, source_sha256) "
             f"VALUES ({', '.join('?' * (len(LAW_COLUMNS) + 1))})",
-            [getattr(law, c) for c in LAW_COLUMNS] + [stored.source_sha256],
+            [json.dumps(getattr(law, c), ensure_ascii=False) if c in LAW_JSON else getattr(law, c) for c in LAW_COLUMNS]
+            + [stored.source_sha256],
         )
         connection.executemany(
             "INSERT INTO articles (boe_id, position, content_hash, "

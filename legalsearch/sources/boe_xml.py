@@ -212,7 +212,7 @@ def _law_metadata(meta: ET.Element | None, fallback_id: str | None, origin: str)
     boe_id = get("identificador") or fallback_id
     if not boe_id:
         raise ParseError(origin, "no BOE identifier in the XML; name the file after the law (BOE-A-AAAA-NNNN.xml)")
-    derogada = get("estatus_derogacion") == "S" or get("vigencia_agotada") == "S"
+    derogada = any(get(flag) == "S" for flag in ("estatus_derogacion", "estatus_anulacion", "vigencia_agotada"))
     status = (
         "derogada" if derogada else ("vigente" if meta is not None and get("estatus_derogacion") else "desconocido")
     )
@@ -228,6 +228,26 @@ def _law_metadata(meta: ET.Element | None, fallback_id: str | None, origin: str)
         eli_url=get("url_eli"),
         status=status,
     )
+
+
+def analysis(analisis: ET.Element | None) -> tuple[tuple[str, ...], dict]:
+    """The materias and the referencias (anteriores, posteriores) of an `<analisis>` element."""
+    if analisis is None:
+        return (), {}
+    materias = tuple(_text(m) for m in analisis.iterfind("materias/materia") if _text(m))
+    referencias: dict[str, list[dict]] = {}
+    for direction, tag in (("anteriores", "anterior"), ("posteriores", "posterior")):
+        found = [
+            {
+                "id_norma": (ref.findtext("id_norma") or ref.get("referencia") or "").strip(),
+                "relacion": (ref.findtext("relacion") or "").strip(),
+                "texto": (ref.findtext("texto") or "").strip(),
+            }
+            for ref in analisis.iterfind(f"referencias/{direction}/{tag}")
+        ]
+        if found:
+            referencias[direction] = found
+    return materias, referencias
 
 
 def parse_api(data: bytes, origin: str, as_of: str | None = None, history: bool = False) -> Law:
@@ -250,6 +270,7 @@ def parse_api(data: bytes, origin: str, as_of: str | None = None, history: bool 
         if as_of is None and article.version_until is not None and article.version_until <= today:
             article.status = "derogado"
     law = Law(source_format="boe-api-xml", origin=origin, articles=articles, **meta)
+    law.materias, law.referencias = analysis(data_el.find("analisis"))
     if history:
         law.history = _earlier_wordings(meta["boe_id"], texto, as_of, articles)
     if not law.fecha_actualizacion:

@@ -60,6 +60,7 @@ class BOEClient:
     _last_request: float = 0.0
     _unreachable: str | None = None  # set when the API could not be reached: later ids fail at once
     requests: int = 0  # made so far (retries included)
+    answered: int = 0  # requests the API answered (any status)
 
     def __post_init__(self) -> None:
         self.api = api_root(self.base_url)
@@ -166,8 +167,11 @@ class BOEClient:
                 self._last_request = time.monotonic()
                 self.requests += 1
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return response.read()
+                    body = response.read()
+                self.answered += 1
+                return body
             except urllib.error.HTTPError as exc:
+                self.answered += 1
                 if exc.code == 404:
                     raise NotFound(f"{boe_id}: not at the BOE (404: no such consolidated norm, or no BOE)") from None
                 if exc.code < 500 and exc.code != 429:
@@ -177,7 +181,8 @@ class BOEClient:
                 last_error = str(getattr(exc, "reason", exc))
             if attempt + 1 < self.retries:
                 time.sleep(self.backoff * 2**attempt)
-        self._unreachable = last_error
+        if not self.answered:  # never reached: later ids fail at once; one norm that keeps failing fails alone
+            self._unreachable = last_error
         raise FetchError(
             f"{boe_id}: cannot reach the BOE API at {self.base_url} after {self.retries} tries ({last_error}); "
             "check the network, or pass local files instead of BOE ids"
