@@ -143,10 +143,17 @@ class Encoder:
         return self.model.tokenizer
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens each text takes in the model, special tokens included, before truncation."""
+        """Tokens each text takes in the model, special tokens included, before truncation. Safe to call while
+        another thread encodes: it counts with its own copy of the tokenizer (a fast tokenizer is not shared
+        across threads: "Already borrowed")."""
         if not texts:
             return []
-        encoded = self.model.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
+        counter = self.__dict__.get("_counter")
+        if counter is None:
+            import copy
+
+            counter = self.__dict__["_counter"] = copy.deepcopy(self.model.tokenizer)
+        encoded = counter(list(texts), add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def encode(

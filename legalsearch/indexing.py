@@ -6,6 +6,8 @@ in the index keep their vectors; only new or changed chunks are embedded.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import lexical
 from . import sources as sources_module
 from .chunking import DEFAULT_MAX_TOKENS, chunk_law
 from .dates import check_day
@@ -343,7 +346,12 @@ def build(
         stored = Stored.read(index) if is_index(index) else None
         if stored is not None:
             _check_model(stored.manifest["model"], options, index)
-        plan = _plan(resolved, stored, options, fetcher, report, tick)
+        budget = options.max_tokens or (stored.manifest["chunking"]["max_tokens"] if stored else None)
+        known = _known_in(index, stored.manifest) if stored is not None else (lambda hashes: {})
+        pipeline = Pipeline(
+            lambda: _encoder(encoder, index, stored, options, notify), budget, known, options.batch_size, tick, notify
+        )
+        plan = _plan(resolved, stored, options, fetcher, report, tick, pipeline.submit)
         if stored is None and not plan.chosen:
             raise NothingToIndex(report.errors)
         if stored is not None and not plan.chosen and not plan.removed and not plan.rewrite:
@@ -354,13 +362,11 @@ def build(
                 report.compacted = compact(index, everything=True)
             report.seconds = time.perf_counter() - started
             return report
-        encoder = _encoder(encoder, index, stored, options, notify)
-        budget = options.max_tokens or (stored.manifest["chunking"]["max_tokens"] if stored else None)
-        budget = budget or min(DEFAULT_MAX_TOKENS, encoder.info.max_seq_length)
+        encoder = pipeline.encoder
         if stored is None or plan.rewrite:
-            manifest = _rewrite(index, plan, stored, options, encoder, budget, tick, notify, report)
+            manifest = _rewrite(index, plan, stored, options, pipeline, tick, report)
         else:
-            manifest = _update(index, plan, stored, options, encoder, budget, tick, notify, report)
+            manifest = _update(index, plan, stored, pipeline, tick, report)
         if hasattr(encoder, "discard"):  # distributed: the shards' vectors are in the index now
             encoder.discard()
         report.compacted = compact(index, everything=options.compact)
@@ -390,15 +396,19 @@ def _check_model(recorded: dict, options: BuildOptions, index: Path) -> None:
     check_requested_runtime(recorded, options.backend, options.precision, index)
 
 
-def _read_sources(resolved, stored: Stored | None, options: BuildOptions, fetcher, report, tick, tokens_changed):
-    """Stage 1: parse each source whose bytes the index does not hold as they are; (law, digest) pairs, the
-    source records, and the stored laws whose sources came unchanged."""
+def _read_sources(
+    resolved, stored: Stored | None, options: BuildOptions, fetcher, report, tick, tokens_changed, on_law
+):
+    """Stage 1: parse each source whose bytes the index does not hold as they are, handing each law to `on_law`
+    (the pipeline chunks and starts embedding it); (law, digest) pairs, the source records, and the stored laws
+    whose sources came unchanged."""
     recorded_sources = stored.manifest.get("sources", {}) if stored else {}
     new_laws: list[tuple[Law, str]] = []
     records: dict[str, dict] = {}
     unchanged: set[str] = set()
     for done, source in enumerate(resolved, 1):
-        tick("parse", done - 1, len(resolved))
+        if done > 1:  # not before the first: the model loads with the first law read, and is not parsing time
+            tick("parse", done - 1, len(resolved))
         try:
             path = source.path
             if source.boe_id is not None:
@@ -421,6 +431,7 @@ def _read_sources(resolved, stored: Stored | None, options: BuildOptions, fetche
                 continue
             law = sources_module.parse_file(path, options.as_of, options.history)
             new_laws.append((law, digest))
+            on_law(law)
             records[source.label] = {"sha256": digest, "as_of": options.as_of, "laws": [law.boe_id]}
             if options.history:
                 records[source.label]["history"] = True
@@ -431,11 +442,13 @@ def _read_sources(resolved, stored: Stored | None, options: BuildOptions, fetche
     return new_laws, records, unchanged
 
 
-def _plan(resolved, stored: Stored | None, options: BuildOptions, fetcher, report, tick) -> Plan:
+def _plan(resolved, stored: Stored | None, options: BuildOptions, fetcher, report, tick, on_law) -> Plan:
     """Stages 1-2: read the sources, then choose one source per law and decide what changes."""
     manifest = stored.manifest if stored else None
     tokens_changed = bool(manifest and options.max_tokens and options.max_tokens != manifest["chunking"]["max_tokens"])
-    new_laws, records, unchanged = _read_sources(resolved, stored, options, fetcher, report, tick, tokens_changed)
+    new_laws, records, unchanged = _read_sources(
+        resolved, stored, options, fetcher, report, tick, tokens_changed, on_law
+    )
     plan = Plan(kept=unchanged, sources=records)
     by_id: dict[str, list[tuple[Law, str]]] = {}
     for law, digest in new_laws:
@@ -493,34 +506,159 @@ def _encoder(encoder, index: Path, stored: Stored | None, options: BuildOptions,
     return encoder
 
 
-def _chunk_and_embed(laws, encoder, budget, known, options, tick, notify, report) -> list[StoredLaw]:
-    """Stages 3-4: chunk each (law, digest); vectors of chunks whose text `known(hashes)` finds are reused, the
-    others embedded in one batch."""
-    fresh: list[StoredLaw] = []
-    for law, digest in laws:
-        chunks = chunk_law(law, encoder.count_tokens, budget)
-        fresh.append(StoredLaw(law, chunks, np.zeros((len(chunks), encoder.dim), dtype=np.float32), digest))
-    found = known({c.content_hash for s in fresh for c in s.chunks})
-    to_embed: list[tuple[int, int, str]] = []
-    for law_pos, stored in enumerate(fresh):
-        for i, chunk in enumerate(stored.chunks):
-            vector = found.get(chunk.content_hash)
+class Pipeline:
+    """Chunks each law as it is parsed and embeds its new chunks in a background thread while the next source is
+    parsed (the model runs outside the GIL), so parsing and chunking cost next to nothing beside embedding. The
+    model is loaded when the first law needs it: a run with nothing new never loads it. A first source of each
+    law is embedded at once; a second source of the same law waits until the plan chooses between them. An
+    encoder that is not a local model (a Ray pool) gets every text in one call at the end, as before."""
+
+    def __init__(self, load_encoder: Callable[[], Encoder], budget: int | None, known, batch_size: int, tick, notify):
+        self._load, self._budget, self.known = load_encoder, budget, known
+        self.batch_size, self.tick, self.notify = batch_size, tick, notify
+        self._encoder: Encoder | None = None
+        self.chunks: dict[int, list] = {}  # id(law) → its chunks
+        self.tokens: dict[int, list] = {}  # id(law) → its chunks as BM25 analyses them
+        self.vectors: dict[tuple[int, int], np.ndarray] = {}  # (id(law), chunk position) → vector
+        self._found: dict[str, np.ndarray] = {}  # content hash → stored vector
+        self._queue: queue.Queue = queue.Queue()
+        self._pending: list[tuple[tuple[int, int], str]] = []
+        self._seen: set[str] = set()  # boe_ids streamed
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.embedded = 0
+        self._owed = 0  # texts handed to the background thread
+        self._started = 0.0
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = self._load()
+        return self._encoder
+
+    @property
+    def budget(self) -> int:
+        return self._budget or min(DEFAULT_MAX_TOKENS, self.encoder.info.max_seq_length)
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.encoder, Encoder) or getattr(self.encoder, "streams", False)
+
+    def submit(self, law: Law) -> None:
+        """Chunk `law` now; queue its chunks that the index does not hold for embedding."""
+        if id(law) in self.chunks:
+            return
+        chunks = chunk_law(law, self.encoder.count_tokens, self.budget)
+        self.chunks[id(law)] = chunks
+        self.tokens[id(law)] = lexical.analyze([c.text for c in chunks]) if chunks else []
+        self._found.update(self.known({c.content_hash for c in chunks} - set(self._found)))
+        queued = [((id(law), i), c.text) for i, c in enumerate(chunks) if c.content_hash not in self._found]
+        if self.streaming and law.boe_id not in self._seen:
+            self._seen.add(law.boe_id)
+            self._stream(queued)
+        else:
+            self._pending += queued
+
+    def _stream(self, items) -> None:
+        if not items:
+            return
+        if self._thread is None:
+            self._started = time.perf_counter()
+            self._thread = threading.Thread(target=self._work, name="legalsearch-embed", daemon=True)
+            self._thread.start()
+        # a law's chunks in one call: sorted by length together, they waste less padding than small slices
+        self._queue.put(items)
+        self._owed += len(items)
+
+    def _work(self) -> None:
+        while (items := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                vectors = self.encoder.encode([t for _, t in items], batch_size=self.batch_size, progress=self._done)
+            except BaseException as exc:  # re-raised by `finish` in the caller's thread
+                self._error = exc
+                continue
+            for (key, _), vector in zip(items, vectors, strict=True):
+                self.vectors[key] = vector
+
+    def _done(self, n: int) -> None:
+        self.embedded += n
+        self.tick("embed", self.embedded, self._owed)
+
+    def finish(self, laws: list[Law]) -> None:
+        """Embed what is still owed for `laws` (chosen by the plan) and wait for the background thread."""
+        for law in laws:
+            self.submit(law)
+        wanted = {id(law) for law in laws}
+        owed = [(key, text) for key, text in self._pending if key[0] in wanted and key not in self.vectors]
+        self._pending = []
+        if self._thread is not None:
+            self._say_estimate(len(owed))
+            self._stream(owed)
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        elif owed:
+            done = [0]
+
+            def advance(n: int) -> None:
+                done[0] += n
+                self.tick("embed", done[0], len(owed))
+
+            vectors = embed_with_estimate(self.encoder, [t for _, t in owed], self.batch_size, advance, self.notify)
+            for (key, _), vector in zip(owed, vectors, strict=True):
+                self.vectors[key] = vector
+            self.embedded += len(owed)
+        if self._error is not None:
+            raise self._error
+
+    def _say_estimate(self, owed: int) -> None:
+        """When the sources are read: how many chunks there are to embed, and how long the rest takes here
+        (measured on the first batches: waits for two of them if need be)."""
+        if self.notify is None:
+            return
+        deadline = time.perf_counter() + 60
+        while self.embedded < min(2 * self.batch_size, self._owed) and time.perf_counter() < deadline:
+            if self._error is not None or self._thread is None or not self._thread.is_alive():
+                break
+            time.sleep(0.05)
+        if not self.embedded:
+            return
+        total = self._owed + owed
+        left = total - self.embedded
+        rate = self.embedded / max(time.perf_counter() - self._started, 1e-9)
+        info = self.encoder.info
+        self.notify(
+            f"embedding {total:,} chunks with {info.runtime} on {info.device}: {self.embedded:,} done while the "
+            f"sources were read, about {duration(left / rate)} more here ({rate:,.1f} chunks/s measured on "
+            f"{self.embedded:,}); {GPU_HINT}"
+        )
+
+    def stored(self, law: Law, digest: str | None) -> tuple[StoredLaw, int]:
+        """`law` with its chunks and vectors (after `finish`), and how many of them were embedded in this run."""
+        chunks = self.chunks[id(law)]
+        vectors = np.zeros((len(chunks), self.encoder.dim), dtype=np.float32)
+        embedded = 0
+        for i, chunk in enumerate(chunks):
+            vector = self._found.get(chunk.content_hash)
             if vector is None:
-                to_embed.append((law_pos, i, chunk.text))
-            else:
-                stored.vectors[i] = vector
-    done = 0
+                vector = self.vectors[(id(law), i)]
+                embedded += 1
+            vectors[i] = vector
+        return StoredLaw(law, chunks, vectors, digest, self.tokens[id(law)]), embedded
 
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        tick("embed", done, len(to_embed))
 
-    tick("embed", 0, len(to_embed))
-    embedded = embed_with_estimate(encoder, [t for _, _, t in to_embed], options.batch_size, advance, notify)
-    for (law_pos, chunk_pos, _), vector in zip(to_embed, embedded, strict=True):
-        fresh[law_pos].vectors[chunk_pos] = vector
-    report.embedded = len(to_embed)
+def _chunk_and_embed(laws, pipeline: Pipeline, report) -> list[StoredLaw]:
+    """Stages 3-4 for the chosen (law, digest) pairs: chunked (most already, as they were parsed), their new
+    chunks embedded (most already, while the next source was parsed); chunks whose text the index holds keep
+    their vectors."""
+    pipeline.finish([law for law, _ in laws])
+    fresh = []
+    for law, digest in laws:
+        stored, embedded = pipeline.stored(law, digest)
+        fresh.append(stored)
+        report.embedded += embedded
     return fresh
 
 
@@ -560,11 +698,10 @@ def _write_step(tick, steps: int):
     return on_step
 
 
-def _update(index, plan: Plan, stored: Stored, options, encoder, budget, tick, notify, report) -> dict:
+def _update(index, plan: Plan, stored: Stored, pipeline: Pipeline, tick, report) -> dict:
     """Stage 5 of an update: one new segment for the changed laws, one catalogue transaction."""
     manifest = stored.manifest
-    fresh = _chunk_and_embed(list(plan.chosen.values()), encoder, budget, _known_in(index, manifest), options, tick,
-                             notify, report)  # fmt: skip
+    fresh = _chunk_and_embed(list(plan.chosen.values()), pipeline, report)
     live = (set(stored.preference) | set(plan.chosen)) - plan.removed
     dropped = {label for label, record in manifest.get("sources", {}).items() if not set(record["laws"]) & live}
     change = Change(
@@ -574,22 +711,18 @@ def _update(index, plan: Plan, stored: Stored, options, encoder, budget, tick, n
     return commit(index, change, _write_step(tick, 2 + len(manifest["dims"])))
 
 
-def _rewrite(index, plan: Plan, stored: Stored | None, options, encoder, budget, tick, notify, report) -> dict:
+def _rewrite(index, plan: Plan, stored: Stored | None, options, pipeline: Pipeline, tick, report) -> dict:
     """Stage 5 of a first build or a rewrite (new dims, FAISS kind, chunk budget, an old format): the whole
     index into a new folder, renamed into place."""
     existing = load_contents(index) if stored else None
+    encoder, budget = pipeline.encoder, pipeline.budget
     tokens_changed = existing is not None and budget != existing.max_tokens
     kept = [s for s in (existing.laws if existing else []) if s.law.boe_id not in set(plan.chosen) | plan.removed]
-    known_vectors = {}
-    for law in existing.laws if existing else []:
-        for chunk, vector in zip(law.chunks, law.vectors, strict=True):
-            known_vectors[chunk.content_hash] = vector
     todo = list(plan.chosen.values())
     if tokens_changed:  # every kept law is re-chunked at the new budget
         todo = [(s.law, s.source_sha256) for s in kept] + todo
         kept = []
-    fresh = _chunk_and_embed(todo, encoder, budget, lambda hashes: {h: known_vectors[h] for h in hashes
-                             if h in known_vectors}, options, tick, notify, report)  # fmt: skip
+    fresh = _chunk_and_embed(todo, pipeline, report)
     fresh_by_id = {s.law.boe_id: s for s in fresh}
     kept_ids = {id(s) for s in kept}
     ordered: list[StoredLaw] = []  # kept laws in their old order, updated ones in place, new ones after

@@ -124,6 +124,7 @@ class StoredLaw:
     chunks: list[Chunk]
     vectors: np.ndarray  # (len(chunks), full_dim)
     source_sha256: str | None = None
+    tokens: list[list[str]] | None = None  # the chunks as BM25 analyses them, when already known
 
 
 @dataclass
@@ -692,7 +693,10 @@ def _commit(index: Path, connection: sqlite3.Connection, change: Change, layout:
     record = None
     if chunks:
         vectors = np.concatenate([s.vectors for s in change.added])
-        record = segments.write(index, vectors, [c.text for c in chunks], layout, on_step=on_step)
+        postings = None
+        if all(s.tokens is not None for s in change.added):  # analysed while the model embedded
+            postings = lexical.Postings.from_tokens([t for s in change.added for t in s.tokens])
+        record = segments.write(index, vectors, [c.text for c in chunks], layout, on_step=on_step, postings=postings)
     pause("segment-written")
     try:
         connection.execute("BEGIN IMMEDIATE")

@@ -300,7 +300,8 @@ def test_manifest_is_plain_json_and_no_pickle(laws_dir: Path, tmp_path: Path, en
     assert manifest["format_version"] == FORMAT_VERSION and manifest["chunking"]["max_tokens"] == 512
     assert manifest["defaults"] == {
         "mode": "hybrid", "dim": 128, "k": 5, "hybrid_weights": {"dense": 0.1, "lexical": 1.0},
-        "funnel_dim": 64, "funnel_shortlist": 1000, "hybrid_funnel_above": 100_000, "lexicon_weight": 0.3, "priors": Priors().to_dict(),
+        "funnel_dim": 64, "funnel_shortlist": 1000, "hybrid_funnel_above": 100_000, "lexicon_weight": 0.3,
+        "priors": Priors().to_dict(),
     }  # fmt: skip
     assert manifest["lexical"]["kind"] == "bm25" and manifest["faiss"]["quantize"] == "none"
     files = {name.split("/", 2)[2] for name in read_manifest(index)["files"]}  # segments/<name>/<file>

@@ -226,3 +226,20 @@ def test_a_reader_moves_to_the_next_commit_without_a_restart(laws, tmp_path, enc
     _build(laws, ["BOE-A-2099-4"], index, encoder, dims=[128, 32])
     assert search.search("fianza en metálico", k=1, dim=32, mode="dense")
     assert search.dims == [128, 32]
+
+
+def test_health_says_which_commit_is_served_and_follows_updates(laws, tmp_path, encoder) -> None:
+    from fastapi.testclient import TestClient
+
+    from legalsearch.server import create_app
+
+    index = tmp_path / "idx"
+    _build(laws, ["BOE-A-2099-1"], index, encoder)
+    client = TestClient(create_app(LegalSearch.open(index, encoder=encoder)))
+    first = client.get("/health").json()
+    assert first["commit"] == 1 and first["counts"]["laws"] == 1
+    _build(laws, ["BOE-A-2099-4"], index, encoder)
+    second = client.get("/health").json()
+    assert second["commit"] == 2 and second["counts"]["laws"] == 2, "picked up without a restart"
+    found = client.post("/search", json={"query": "fianza en metálico", "k": 1, "mode": "lexical"}).json()
+    assert found["hits"][0]["boe_id"] == "BOE-A-2099-4"
