@@ -765,6 +765,23 @@ class LegalSearch:
         return [dict(row) for row in rows]
 
     @_index_errors
+    def syncs(self, since: str | None = None) -> list[dict]:
+        """The `legalsearch sync` runs this index remembers from `since` (YYYY-MM-DD) on, oldest first: when, the
+        listing, which norms were new, changed, derogated, removed (gone, 404), failed, and indexed from the daily
+        BOE — what changed in Spanish law, norm by norm, as the catalogue said."""
+        if since is not None:
+            _check_date(since)
+        rows = self._db().execute("SELECT at, report FROM syncs ORDER BY id").fetchall()
+        keep = ("listing", "new", "changed", "derogated", "removed", "gone", "missing", "failed", "diario", "commit")
+        runs = []
+        for row in rows:
+            report = json.loads(row["report"])
+            if report.get("dry_run") or (since is not None and row["at"][:10] < since):
+                continue
+            runs.append({"at": row["at"], **{key: report.get(key) for key in keep}})
+        return runs
+
+    @_index_errors
     def changes(self, since: str, until: str | None = None, laws: tuple[str, ...] = ()) -> list[dict]:
         """The units that got a new wording from `since` on (until `until`, inclusive), grouped by law, the law
         changed most recently first: each with its date, the norm that gave the wording and links. Read from

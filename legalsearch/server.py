@@ -234,6 +234,10 @@ def create_app(search: LegalSearch) -> FastAPI:
             raise HTTPException(status_code=422, detail="give a date: ?since=YYYY-MM-DD")
         return search.changes(since, until, tuple(law or ()))
 
+    @app.get("/syncs", summary="The sync runs since a date: norms new, changed, derogated, removed")
+    def syncs(since: Annotated[Day, Query(description="from this date on (YYYY-MM-DD)")] = None) -> list[dict]:
+        return search.syncs(since)
+
     @app.get("/health", summary="Liveness and what is loaded")
     def health() -> dict:
         search.refresh()

@@ -156,10 +156,12 @@ class Norm:
 @dataclass
 class Faults:
     """Faults to inject: 5xx for the first n requests to a path (`errors[path] = n`), dropped connections
-    (`drops[path] = n`), a delay on every answer, 404 for a path (`missing`)."""
+    (`drops[path] = n`), slow answers (`slow[path] = n`, `slow_seconds` each), a delay on every answer."""
 
     errors: dict[str, int] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=dict)
+    slow: dict[str, int] = field(default_factory=dict)  # the first n answers to a path wait `slow_seconds`
+    slow_seconds: float = 2.0
     delay: float = 0.0
     status: int = 503
 
@@ -225,8 +227,11 @@ class StandIn:
             error = self.faults.errors.get(parsed.path, 0)
             if error:
                 self.faults.errors[parsed.path] = error - 1
-        if self.faults.delay:
-            time.sleep(self.faults.delay)
+            slow = self.faults.slow.get(parsed.path, 0)
+            if slow:
+                self.faults.slow[parsed.path] = slow - 1
+        if self.faults.delay or slow:
+            time.sleep(self.faults.delay + (self.faults.slow_seconds if slow else 0))
         if drop:
             request.close_connection = True
             request.connection.close()

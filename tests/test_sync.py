@@ -42,7 +42,7 @@ def boe():
 
 
 def client(boe: StandIn, cache: Path) -> BOEClient:
-    return BOEClient(cache=cache, base_url=boe.url, backoff=0.01, timeout=5)
+    return BOEClient(cache=cache, base_url=boe.url, backoff=0.01, timeout=1)
 
 
 def run(boe, tmp_path, encoder, **options) -> sync_module.SyncReport:
@@ -130,11 +130,14 @@ def test_faults_are_retried_and_failures_listed(boe, tmp_path, encoder) -> None:
     boe.faults.errors[path + estatal[0]] = 2  # two 503s, then the answer
     boe.faults.drops[path + estatal[1]] = 1  # a dropped connection, then the answer
     boe.faults.errors[path + estatal[2]] = 99  # never answers
+    boe.faults.slow[path + estatal[3]] = 1  # one answer slower than the client's timeout, then a quick one
+    boe.faults.slow_seconds = 1.5
     boe.faults.errors["/datosabiertos/api/legislacion-consolidada"] = 1  # the listing too
     report = run(boe, tmp_path, encoder)
     assert list(report.failed) == [estatal[2]] and report.exit_code == 1
     assert laws(tmp_path) == set(estatal) - {estatal[2]}, "the others are indexed"
     assert fetched(boe).count(estatal[0]) == 3 and fetched(boe).count(estatal[1]) == 2
+    assert fetched(boe).count(estatal[3]) == 2, "a timeout is retried"
     boe.faults.errors.clear()
     retry = run(boe, tmp_path, encoder)
     assert retry.changed == [estatal[2]] and retry.exit_code == 0 and estatal[2] in laws(tmp_path)
@@ -164,6 +167,9 @@ def test_the_cli_reports_and_exits_by_outcome(boe, tmp_path, encoder, tiny_model
     assert failed.exit_code == 1 and f"failed: {chosen[0]}" in failed.output
     info = runner.invoke(app, ["info", "--index", str(tmp_path / "few")])
     assert "last sync" in info.stdout and "failed 1" in info.stdout
+    runs = LegalSearch.open(tmp_path / "few").syncs(since="2000-01-01")
+    assert [len(r["new"]) for r in runs] == [3, 0] and list(runs[1]["failed"]) == [chosen[0]]
+    assert LegalSearch.open(tmp_path / "few").syncs(since="2999-01-01") == []
 
 
 KILLED = """
@@ -216,6 +222,12 @@ def test_analysis_is_kept_filterable_and_cited(boe, tmp_path, encoder) -> None:
     assert hits and {h.boe_id for h in hits} == {target}
     with pytest.raises(Exception, match="materia Pesca not in this index"):
         search.search("norma", k=3, filters=Filters(materias=("Pesca",)))
+    from fastapi.testclient import TestClient
+
+    from legalsearch.server import create_app
+
+    runs = TestClient(create_app(search)).get("/syncs", params={"since": "2000-01-01"}).json()
+    assert len(runs) == 1 and target in runs[0]["new"] and runs[0]["listing"] == "full"
 
 
 def test_the_daily_boe_is_indexed_as_published_until_consolidated(boe, tmp_path, encoder) -> None:
