@@ -68,3 +68,10 @@ def open_with_dev(index: str):
         raise SystemExit(f"dev questions not found at {DEV}")
     search = LegalSearch.open(index)
     return search, load_questions(DEV), max(search.dims)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB (VmHWM: unlike ru_maxrss, not inherited from the process that forked it)."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import CORPORA, dev_questions
+from common import CORPORA, dev_questions, peak_rss_mb
 
 from legalsearch import indexing, store
 from legalsearch.documents import Article, Chunk, Law
@@ -126,13 +126,6 @@ def law_file(folder: Path, boe_id: str, texts: list[str], rng, per_law: int) -> 
 
 
 # --- subprocess probes (each measured in a fresh process) ----------------------------------------------------
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the process that forked it)."""
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
 
 
 def probe_search(index: Path, queries: int, dim: int) -> dict:

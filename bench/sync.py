@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import peak_rss_mb
+
 from legalsearch import sync
 from legalsearch.embedding import load_encoder
 from legalsearch.search import LegalSearch
@@ -29,10 +31,9 @@ from legalsearch.sources.fetch import BOEClient
 from legalsearch.standin import StandIn, synthetic_norms
 from legalsearch.testing import build_random_xlmr
 
-CHUNKS_PER_NORM = 40  # the real catalogue: ~12,400 norms, ~0.5 M chunks
 EMBED_RATES = {  # chunks/s of a model of the legal model's size (XLM-R large), measured (README)
-    "this CPU (2 cores, openvino bf16, 256 tokens)": 2.42,
-    "one H200 (torch fp16, 512-token chunks)": 707.0,
+    "this CPU (2 cores, openvino bf16, 256 tokens)": sync.CPU_CHUNKS_PER_S,
+    "one H200 (torch fp16, 512-token chunks)": sync.GPU_CHUNKS_PER_S,
 }
 
 
@@ -47,8 +48,7 @@ def plan_only(catalogue: int) -> dict:
             Path(work) / "idx", sync.SyncOptions(sync.Selection("todo"), rate=1000, dry_run=True), client
         )
         seconds = time.perf_counter() - started
-    with open("/proc/self/status") as f:
-        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    peak = peak_rss_mb()
     return {"seconds": seconds, "peak_mb": peak, "listed": report.listed, "to_fetch": report.estimate["fetch"],
             "requests": report.requests}  # fmt: skip
 
@@ -108,8 +108,8 @@ def main() -> int:
     per_norm_fetch = 1 / 2.0  # the default --rate: 2 requests/s against the real BOE, one request a norm
     print("3. extrapolated to the real catalogue (12,400 norms, ~0.5 M chunks), fetch at the default --rate 2:")
     for where, rate in EMBED_RATES.items():
-        full = 12_400 * per_norm_fetch + 12_400 * CHUNKS_PER_NORM / rate
-        daily_s = 30 * per_norm_fetch + 30 * CHUNKS_PER_NORM / rate
+        full = 12_400 * per_norm_fetch + 12_400 * sync.CHUNKS_PER_NORM / rate
+        daily_s = 30 * per_norm_fetch + 30 * sync.CHUNKS_PER_NORM / rate
         print(f"   {where}: first full sync ~{full / 3600:,.1f} h (fetch {12_400 * per_norm_fetch / 3600:.1f} h); "
               f"daily update of 30 norms ~{daily_s / 60:.1f} min")  # fmt: skip
     return 0

@@ -438,12 +438,9 @@ def sync(
         raise typer.Exit(report.exit_code)
 
 
-def _print_syncs(index: Path, last: int = 3) -> None:
-    """`info`: the last sync runs the index remembers (`legalsearch.sync.history`)."""
-    from .sync import history
-
-    runs = [r for r in history(index) if not r.get("dry_run")]
-    for run in runs[-last:]:
+def _print_syncs(search: LegalSearch, last: int = 3) -> None:
+    """`info`: the last sync runs the index remembers (`LegalSearch.syncs`)."""
+    for run in search.syncs()[-last:]:
         out.print(
             f"last sync  {run['at']}: {run['listing']}; new {len(run['new'])}, changed {len(run['changed'])}, "
             f"derogated {len(run['derogated'])}, removed {len(run['removed'])}, failed {len(run['failed'])}"
@@ -704,7 +701,7 @@ def info(
             f" ({deleted} deleted rows awaiting a merge), {len(manifest['files'])} segment files + the catalogue",
             soft_wrap=True,
         )
-        _print_syncs(search.path)
+        _print_syncs(search)
         for law in search.laws():
             title = "" if law["title"] in ("", law["boe_id"]) else escape(law["title"])
             out.print(f"  {law['boe_id']:18} {law['articles']:5} units  {title}".rstrip(), soft_wrap=True)

@@ -22,9 +22,10 @@ from .dates import check_day
 from .documents import Law
 from .embedding import DEFAULT_MODEL, Encoder, check_requested_runtime, check_runtime, dims_for, load_encoder
 from .errors import LegalSearchError, ModelError, UsageError
+from .files import sha256_file
 from .progress import duration
 from .ranking import Priors
-from .segments import FAISS_KINDS, QUANTIZATIONS, sha256_file
+from .segments import FAISS_KINDS, QUANTIZATIONS
 from .store import (
     DATABASE,
     FORMAT_VERSION,

@@ -209,9 +209,8 @@ class LegalSearch:
         with self._lock:
             if self._snapshot.is_current():
                 return False
-            static = read_manifest(self.path)
-            check_files(self.path, static)
-            self._snapshot = Snapshot(self.path, static, self._snapshot)
+            # the new snapshot checks the files of the segments it opens; those it shares were checked before
+            self._snapshot = Snapshot(self.path, read_manifest(self.path), self._snapshot)
             self._forget()
         return True
 

@@ -29,6 +29,7 @@ import numpy as np
 from . import lexical
 from .embedding import matryoshka
 from .errors import IndexFormatError
+from .files import fsync_dir, fsync_tree, sha256_file
 
 FOLDER = "segments"
 SEGMENT_MANIFEST = "segment.json"
@@ -167,40 +168,12 @@ def remove_unlisted(index: Path, listed: set[str], alive: Callable[[int], bool])
     return removed
 
 
-def sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fsync_tree(folder: Path) -> None:
-    """Flush every file under `folder` to disk before it is renamed into place."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    for path in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
-        fsync_dir(path)
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _step(on_step, name: str) -> None:
     if on_step is not None:
         on_step(name)
 
 
-def _damaged(path: Path, what: str) -> IndexFormatError:
+def damaged(path: Path, what: str) -> IndexFormatError:
     return IndexFormatError(f"{path}: {what}; the index is damaged: rebuild it into a new --index")
 
 
@@ -213,9 +186,9 @@ class Segment:
         try:
             self.record = json.loads((folder / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise _damaged(folder / SEGMENT_MANIFEST, f"unreadable ({exc})") from None
+            raise damaged(folder / SEGMENT_MANIFEST, f"unreadable ({exc})") from None
         if not isinstance(self.record, dict) or not isinstance(self.record.get("rows"), int):
-            raise _damaged(folder / SEGMENT_MANIFEST, "not a segment record")
+            raise damaged(folder / SEGMENT_MANIFEST, "not a segment record")
         self.rows = self.record["rows"]
         self.name = folder.name
         self.vectors = check_npy(folder / VECTORS, (self.rows, layout.full_dim), np.float16)
@@ -295,13 +268,27 @@ class Segment:
         return self._postings
 
 
+def by_segment(opened: Sequence[tuple[int, Segment]], rows: np.ndarray):
+    """For global `rows` and (base row, segment) pairs sorted by base row: each segment that holds some of them,
+    with their positions in `rows` and their local rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows) or not opened:
+        return
+    bases = np.array([base for base, _ in opened], dtype=np.int64)
+    owner = np.searchsorted(bases, rows, side="right") - 1
+    for i in np.unique(owner):
+        base, segment = opened[i]
+        picked = np.flatnonzero(owner == i)
+        yield segment, picked, rows[picked] - base
+
+
 def check_npy(path: Path, shape: tuple | None, dtype) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise _damaged(path, f"not a readable .npy array ({exc})") from None
+        raise damaged(path, f"not a readable .npy array ({exc})") from None
     if shape is not None and (array.shape != shape or array.dtype != dtype):
-        raise _damaged(path, f"holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} {shape}")
+        raise damaged(path, f"holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} {shape}")
     return array
 
 
@@ -311,13 +298,13 @@ def check_faiss(path: Path, dim: int, rows: int, binary: bool) -> None:
         with open(path, "rb") as f:
             head = f.read(24)
     except OSError as exc:
-        raise _damaged(path, f"unreadable ({exc.strerror})") from None
+        raise damaged(path, f"unreadable ({exc.strerror})") from None
     fourcc = head[:4]
     if binary and fourcc in FAISS_BINARY_FOURCC and len(head) >= 20:
         d, _, ntotal = struct.unpack("<iiq", head[4:20])
     elif not binary and fourcc in FAISS_FOURCC and len(head) >= 16:
         d, ntotal = struct.unpack("<iq", head[4:16])
     else:
-        raise _damaged(path, "not a FAISS index of the kind the manifest records")
+        raise damaged(path, "not a FAISS index of the kind the manifest records")
     if d != dim or ntotal != rows:
-        raise _damaged(path, f"a FAISS index of {ntotal} vectors at dim {d}, the segment holds {rows} at dim {dim}")
+        raise damaged(path, f"a FAISS index of {ntotal} vectors at dim {d}, the segment holds {rows} at dim {dim}")

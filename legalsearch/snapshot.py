@@ -19,7 +19,7 @@ import numpy as np
 
 from . import lexical, segments
 from .embedding import matryoshka
-from .store import DATABASE, catalogue_facts, connect, damaged, layout_of
+from .store import DATABASE, catalogue_facts, connect, damaged, gather, layout_of
 
 OVERFETCH = 4096  # deleted rows in a segment up to which a search over-fetches instead of using a selector
 
@@ -145,28 +145,14 @@ class Snapshot:
         """Unit prefixes at `dim` (float32) of global `rows`: read from a flat float FAISS file where the dim has
         one (its rows are those prefixes already), else from the float16 vectors."""
         out = np.zeros((len(rows), dim), dtype=np.float32)
-        owner = self._owner(rows)
-        for i in np.unique(owner):
-            base, segment = self.opened[i]
-            picked = np.flatnonzero(owner == i)
-            local = rows[picked] - base
+        for segment, picked, local in segments.by_segment(self.opened, rows):
             view = segment.float_rows(dim)
             out[picked] = view[local] if view is not None else matryoshka(segment.read_rows(local), dim)
         return out
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """Full-dim vectors (float32) of global `rows`."""
-        out = np.zeros((len(rows), self.layout.full_dim), dtype=np.float32)
-        owner = self._owner(rows)
-        for i in np.unique(owner):
-            base, segment = self.opened[i]
-            picked = np.flatnonzero(owner == i)
-            out[picked] = segment.read_rows(rows[picked] - base)
-        return out
-
-    def _owner(self, rows: np.ndarray) -> np.ndarray:
-        bases = np.array([base for base, _ in self.opened], dtype=np.int64)
-        return np.searchsorted(bases, np.asarray(rows, dtype=np.int64), side="right") - 1
+        return gather(self.opened, rows)
 
     # --- lexical ----------------------------------------------------------------------------------------------
     @property

@@ -17,14 +17,13 @@ whole index into a temporary sibling folder and renames it into place. One write
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -33,7 +32,8 @@ import numpy as np
 from . import __version__, lexical, segments
 from .documents import Article, Chunk, Law
 from .errors import IndexFormatError, LegalSearchError, TargetError
-from .segments import BUILDING_MARKER, FAISS_KINDS, QUANTIZATIONS, Layout, sha256_file
+from .files import fsync_tree, sha256_file, write_atomic
+from .segments import BUILDING_MARKER, FAISS_KINDS, QUANTIZATIONS, Layout, damaged
 from .sources.structure import is_repealed
 
 FORMAT_VERSION = 4
@@ -91,29 +91,8 @@ LAW_JSON = ("materias", "referencias")  # stored as JSON text
 ARTICLE_COLUMNS = [f.name for f in fields(Article)]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all: into a temporary sibling, flushed, then renamed over it."""
-    partial = path.with_name(f".{path.name}.part-{os.getpid()}")
-    try:
-        with open(partial, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def corpus_fingerprint(chunks: Iterable[tuple[str, str]]) -> str:
-    """sha256 over the (chunk id, content hash) pairs of an index, in chunk id order."""
-    digest = hashlib.sha256()
-    for chunk_id, content_hash in sorted(chunks):
-        digest.update(f"{chunk_id}\x1f{content_hash}\n".encode())
-    return digest.hexdigest()
 
 
 @dataclass
@@ -134,7 +113,6 @@ class IndexContents:
     faiss_kind: str
     max_tokens: int
     quantize: str = "none"
-    has_lexical: bool = True
     laws: list[StoredLaw] = field(default_factory=list)
     sources: dict[str, dict] = field(default_factory=dict)  # source label → {"sha256", "laws": [boe_id …]}
     defaults: dict = field(default_factory=dict)
@@ -188,7 +166,7 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def _writer(path: Path) -> sqlite3.Connection:
+def open_writer(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None)
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA journal_mode=WAL")
@@ -444,10 +422,6 @@ def _segment_record(folder: Path) -> dict:
     return record
 
 
-def damaged(path: Path, what: str) -> IndexFormatError:
-    return IndexFormatError(f"{path}: {what}; the index is damaged: rebuild it into a new --index")
-
-
 def check_files(index: Path, manifest: dict) -> None:
     """The cheap checks every open runs: the database's header and counts, each segment's vectors, FAISS and
     BM25 headers and shapes. Full checksums are `verify_checksums` (`info --verify`): they read every byte."""
@@ -529,7 +503,6 @@ def load_contents(index: Path) -> IndexContents:
         faiss_kind=manifest["faiss"]["kind"],
         max_tokens=manifest["chunking"]["max_tokens"],
         quantize=manifest["faiss"].get("quantize", "none"),
-        has_lexical="lexical" in manifest,
         sources=manifest.get("sources", {}),
         defaults=manifest.get("defaults", {}),
     )
@@ -587,16 +560,9 @@ def _row_reader(index: Path, manifest: dict) -> Callable[[list[int]], np.ndarray
 
 def gather(opened: list[tuple[int, segments.Segment]], rows: np.ndarray) -> np.ndarray:
     """The full-dim vectors (float32) of global `rows` from (base row, segment) pairs sorted by base row."""
-    dim = opened[0][1].layout.full_dim if opened else 0
-    out = np.zeros((len(rows), dim), dtype=np.float32)
-    if not len(rows):
-        return out
-    bases = np.array([base for base, _ in opened], dtype=np.int64)
-    owner = np.searchsorted(bases, rows, side="right") - 1
-    for i in np.unique(owner):
-        base, segment = opened[i]
-        picked = np.flatnonzero(owner == i)
-        out[picked] = segment.read_rows(rows[picked] - base)
+    out = np.zeros((len(rows), opened[0][1].layout.full_dim if opened else 0), dtype=np.float32)
+    for segment, picked, local in segments.by_segment(opened, rows):
+        out[picked] = segment.read_rows(local)
     return out
 
 
@@ -644,7 +610,7 @@ def write_index(index: Path, contents: IndexContents, on_step=None, kind: str = 
         (building / MANIFEST).write_text(
             json.dumps(static_manifest(contents, created), ensure_ascii=False, indent=1), encoding="utf-8"
         )
-        connection = _writer(building / DATABASE)
+        connection = open_writer(building / DATABASE)
         try:
             connection.executescript(SCHEMA)
             _carry_sync_state(index, connection)
@@ -653,7 +619,7 @@ def write_index(index: Path, contents: IndexContents, on_step=None, kind: str = 
             _commit(building, connection, change, contents.layout, on_step)
         finally:
             connection.close()
-        segments.fsync_tree(building)
+        fsync_tree(building)
         (building / BUILDING_MARKER).unlink()
         _swap_into_place(building, index)
         return read_manifest(index)
@@ -680,7 +646,7 @@ def commit(index: Path, change: Change, on_step=None) -> dict:
     """Apply `change` to the index at `index` in place: a new segment with the added laws' chunks, then one
     transaction. The caller holds the `WriterLock`. Returns the manifest as read back."""
     manifest = read_manifest(index)
-    connection = _writer(index / DATABASE)
+    connection = open_writer(index / DATABASE)
     try:
         _commit(index, connection, change, layout_of(manifest), on_step)
     finally:
@@ -825,7 +791,7 @@ def compact(index: Path, everything: bool = True, on_step=None) -> dict | None:
     started = time.perf_counter()
     layout = layout_of(manifest)
     chosen = [p for p in manifest["segments"] if p["name"] in names]
-    connection = _writer(index / DATABASE)
+    connection = open_writer(index / DATABASE)
     try:
         live_rows = [_live_rows(connection, p["base_row"], p["rows"]) for p in chosen]
         opened = [segments.Segment(index / segments.FOLDER / p["name"], layout) for p in chosen]

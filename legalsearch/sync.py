@@ -30,13 +30,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import indexing, store
-from .errors import FetchError, LegalSearchError, UsageError
+from .errors import FetchError, UsageError
 from .sources.fetch import BOEClient, NotFound
+from .sources.structure import fold
 
 AMBITOS = {"estatal": ("1",), "autonomico": ("2",), "todo": ("1", "2")}
 FULL_EVERY = 7  # days between full listings of the catalogue (a window can miss a norm; a full listing cannot)
 PAGE = 10_000  # the API's largest page
 WINDOW_OVERLAP = 1  # days a window listing reaches back before the last run
+# For estimates: the real catalogue is ~12,400 norms and ~0.5 M chunks; a model of the legal model's size embeds
+# 2.42 chunks/s on a 2-core CPU (openvino bf16, 256 tokens) and 707/s on one H200 (torch fp16, 512 tokens), as
+# measured with bench/backends.py and bench/gpu.py (README).
+CHUNKS_PER_NORM = 40
+CPU_CHUNKS_PER_S = 2.42
+GPU_CHUNKS_PER_S = 707.0
 
 
 @dataclass
@@ -59,8 +66,8 @@ class Selection:
             return False
         if self.rangos:
             rango = item.get("rango") or {}
-            names = {_fold(str(rango.get("texto", ""))), str(rango.get("codigo", ""))}
-            if not names & {_fold(r) for r in self.rangos}:
+            names = {fold(str(rango.get("texto", ""))), str(rango.get("codigo", ""))}
+            if not names & {fold(r) for r in self.rangos}:
                 return False
         return not (self.vigentes and item.get("vigencia_agotada") == "S")
 
@@ -209,27 +216,27 @@ def _plan(items: dict[str, dict], state: dict, selection: Selection, full: bool,
         plan.fetch[boe_id] = item
         if item.get("vigencia_agotada") == "S" or item.get("estatus_derogacion") == "S":
             report.derogated.append(boe_id)
-    for boe_id, recorded in norms.items():  # failed last time, outside this window: try again
-        if recorded["state"] == "failed" and boe_id not in items:
+    for boe_id, recorded in norms.items():
+        if boe_id in items:
+            continue
+        if full and recorded["state"] in ("indexed", "missing", "failed"):  # the whole catalogue lacks it
+            report.gone.append(boe_id)
+            plan.remove.add(boe_id)
+        elif not full and recorded["state"] == "failed":  # failed last time, outside this window: try again
             report.changed.append(boe_id)
             plan.fetch[boe_id] = {"identificador": boe_id, "fecha_actualizacion": None}
-    if full:
-        for boe_id, recorded in norms.items():
-            if boe_id not in items and recorded["state"] in ("indexed", "missing", "failed"):
-                report.gone.append(boe_id)
-                plan.remove.add(boe_id)
     return plan
 
 
 def _estimate(plan: Plan, rate: float) -> dict:
     """What fetching and embedding the plan would take here (a dry run)."""
-    chunks = 40 * len(plan.fetch)  # a norm is about 40 chunks (12,400 norms, ~0.5 M chunks)
+    chunks = CHUNKS_PER_NORM * len(plan.fetch)
     return {
         "fetch": len(plan.fetch),
         "fetch_seconds": round(len(plan.fetch) / rate, 1),
         "chunks_to_embed_about": chunks,
-        "embed_hours_cpu_about": round(chunks / 2.42 / 3600, 2),  # openvino bf16, XLM-R large, 2 cores
-        "embed_hours_h200_about": round(chunks / 707 / 3600, 3),  # torch fp16, 512-token chunks
+        "embed_hours_cpu_about": round(chunks / CPU_CHUNKS_PER_S / 3600, 2),
+        "embed_hours_h200_about": round(chunks / GPU_CHUNKS_PER_S / 3600, 3),
         "remove": sorted(plan.remove),
     }
 
@@ -444,7 +451,7 @@ def _record(index: Path, plan: Plan, report: SyncReport) -> None:
     rows += [(b, None, "gone", now, None) for b in report.gone]
     rows += [(b, None, "unselected", now, None) for b in plan.unselected]
     rows += [(b, None, "diario", now, None) for b in report.diario if b not in report.failed]
-    connection = store._writer(index / store.DATABASE)
+    connection = store.open_writer(index / store.DATABASE)
     try:
         connection.execute("BEGIN IMMEDIATE")
         connection.executemany("INSERT OR REPLACE INTO norms VALUES (?, ?, ?, ?, ?)", rows)
@@ -458,7 +465,7 @@ def _log(index: Path, report: SyncReport) -> None:
     if not store.is_index(index):
         return
     with store.WriterLock(index):
-        connection = store._writer(index / store.DATABASE)
+        connection = store.open_writer(index / store.DATABASE)
         try:
             connection.execute(
                 "INSERT INTO syncs (at, report) VALUES (?, ?)", (store.now(), json.dumps(report.to_dict()))
@@ -467,26 +474,8 @@ def _log(index: Path, report: SyncReport) -> None:
             connection.close()
 
 
-def history(index: Path, since: str | None = None) -> list[dict]:
-    """The sync runs an index remembers (newest last), each with when it ran and what was new, changed,
-    derogated, removed and failed; `since` (YYYY-MM-DD) keeps the runs from that day on."""
-    connection = store.connect(index / store.DATABASE)
-    try:
-        rows = connection.execute("SELECT at, report FROM syncs ORDER BY id").fetchall()
-    finally:
-        connection.close()
-    runs = [{"at": r["at"], **json.loads(r["report"])} for r in rows]
-    return [r for r in runs if since is None or r["at"][:10] >= since]
-
-
 def _code(value) -> str:
     return str(value.get("codigo", "")) if isinstance(value, dict) else str(value or "")
-
-
-def _fold(text: str) -> str:
-    from .sources.structure import fold
-
-    return fold(text).strip()
 
 
 def _day(value) -> datetime.date:
@@ -494,6 +483,3 @@ def _day(value) -> datetime.date:
         return value
     text = str(value)
     return datetime.date.fromisoformat(text if "-" in text else f"{text[:4]}-{text[4:6]}-{text[6:8]}")
-
-
-__all__ = ["AMBITOS", "LegalSearchError", "Selection", "SyncOptions", "SyncReport", "history", "sync"]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import FetchError
+from ..files import write_atomic
 from . import BOE_ID_ARG
 
 DEFAULT_API = "https://www.boe.es/datosabiertos/api"
@@ -110,7 +111,7 @@ class BOEClient:
         body = self._request(f"{self.site}/diario_boe/xml.php?id={boe_id}", boe_id)
         if b"<documento" not in body[:2000]:
             raise FetchError(f"{boe_id}: the BOE has no diario document with this id")
-        _write_whole(path, body)
+        write_atomic(path, body)
         return path
 
     def path_for(self, boe_id: str) -> Path:
@@ -123,7 +124,7 @@ class BOEClient:
         path = self.path_for(boe_id)
         if path.exists() and not refresh:
             return path
-        _write_whole(path, self._download_law(boe_id))
+        write_atomic(path, self._download_law(boe_id))
         return path
 
     __call__ = get
@@ -187,17 +188,3 @@ class BOEClient:
             f"{boe_id}: cannot reach the BOE API at {self.base_url} after {self.retries} tries ({last_error}); "
             "check the network, or pass local files instead of BOE ids"
         )
-
-
-def _write_whole(path: Path, body: bytes) -> None:
-    """Write `body` to `path` whole or not at all (a temporary sibling renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part-{os.getpid()}")
-    try:
-        with open(partial, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
