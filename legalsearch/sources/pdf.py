@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ..documents import Law
 from ..errors import ParseError
 from ..quiet import quiet_third_party
 from .boe_xml import BOE_ID
-from .structure import segment
+from .structure import clean_text, segment
 from .text import heading_role, line_blocks
 
 _RUNNING = re.compile(
@@ -52,16 +53,138 @@ def _spanish_date(text: str) -> str | None:
     return f"{m[3]}-{_MONTHS[m[2].lower()]:02d}-{int(m[1]):02d}"
 
 
-def _body_lines(pages: list[str]) -> list[str]:
+# --- the first page: title, departamento, publication, reference ----------------------------------------
+
+_PUBLICATION = re.compile(r"^«[^»]{2,60}» núm\. [\w-]+, de (?P<date>\d{1,2} de \w+ de \d{4})")
+_REFERENCE = re.compile(r"^Referencia: (?P<id>BOE-[A-Z]-\d{4}-\d+)\s*$")
+# The BOE's rangos as the open-data API names them, by the words a title starts with (longest first)
+_RANGOS = (
+    ("Real Decreto Legislativo", "Real Decreto Legislativo"),
+    ("Real Decreto-ley", "Real Decreto-ley"),
+    ("Real Decreto Ley", "Real Decreto-ley"),
+    ("Real Decreto", "Real Decreto"),
+    ("Real Orden", "Orden"),
+    ("Decreto Legislativo", "Decreto Legislativo"),
+    ("Decreto-ley", "Decreto-ley"),
+    ("Decreto", "Decreto"),
+    ("Ley Orgánica", "Ley Orgánica"),
+    ("Ley Foral", "Ley Foral"),
+    ("Ley", "Ley"),
+    ("Orden", "Orden"),
+    ("Resolución", "Resolución"),
+    ("Instrucción", "Instrucción"),
+    ("Circular", "Circular"),
+    ("Acuerdo", "Acuerdo"),
+    ("Reglamento", "Reglamento"),
+    ("Directiva", "Directiva"),
+)
+# "Ley 39/2015, de 1 de octubre", "Real Decreto de 24 de julio de 1889": the number's year, then the day
+_TITLE_DATE = re.compile(
+    r"^[^,]{0,40}?(?:\s\d+/(?P<year>\d{4}))?,?\s+de\s+"
+    r"(?P<day>\d{1,2}) de (?P<month>[a-záéíóú]+)(?: de (?P<full>\d{4}))?\b"
+)
+
+
+@dataclass
+class FirstPage:
+    """What the first page of a BOE consolidated PDF says about the law. Each field is None when the page does
+    not say it in the BOE's usual layout: nothing is guessed."""
+
+    title: str | None = None
+    departamento: str | None = None
+    published: str | None = None  # "2 de octubre de 2015"
+    reference: str | None = None  # "BOE-A-2015-10565"
+
+
+def _squeeze(text: str) -> str:
+    """A title compared across line breaks and end-of-line hyphens."""
+    return re.sub(r"[\s\-\u00ad]+", "", text).lower()
+
+
+def read_first_page(page: str, title: str = "") -> FirstPage:
+    """The title, departamento, publication and reference of a consolidated PDF's first page, which reads:
+    title (one or more lines), departamento, «BOE» núm. N, de <date>, Referencia: BOE-A-…. `title` is the
+    PDF's own /Title: where given, the departamento is what lies between it and the publication line."""
+    lines = [line.strip() for line in page.split("\n")]
+    head = FirstPage(title=clean_text(title) or None)
+    publication = next((i for i, line in enumerate(lines[:20]) if _PUBLICATION.match(line)), None)
+    if publication is None:
+        return head
+    head.published = _PUBLICATION.match(lines[publication])["date"]
+    if (m := _REFERENCE.match(lines[publication + 1] if publication + 1 < len(lines) else "")) is not None:
+        head.reference = m["id"]
+    above = [line for line in lines[:publication] if line]
+    if head.title is None:
+        if len(above) >= 2:
+            head.title, head.departamento = clean_text(" ".join(above[:-1])), above[-1]
+        return head
+    for end in range(1, len(above)):
+        if _squeeze(" ".join(above[:end])) == _squeeze(head.title):
+            head.departamento = clean_text(" ".join(above[end:])) or None
+            break
+    return head
+
+
+def rango_of(title: str | None) -> str | None:
+    """The rango a title starts with ("Ley Orgánica 3/2020, …" → "Ley Orgánica"), as the BOE names it; None
+    when the title starts otherwise."""
+    if not title:
+        return None
+    if title.startswith("Constitución"):
+        return "Constitución"
+    for words, rango in _RANGOS:
+        if re.match(rf"{re.escape(words)}(?=\s+(?:\d|de\b)|,)", title, re.IGNORECASE if "-" in words else 0):
+            return rango
+    return None
+
+
+def disposition_date(title: str | None) -> str | None:
+    """The date a norm was made, from its title: "Ley 39/2015, de 1 de octubre" → 2015-10-01."""
+    m = _TITLE_DATE.match(title or "")
+    year = m and (m["full"] or m["year"])
+    return _spanish_date(f"{m['day']} de {m['month']} de {year}") if m and year else None
+
+
+# --- the consolidated text ---------------------------------------------------------------------------
+
+_REPEALED_BANNER = re.compile(r"^Norma (?:derogada|anulada)\b(?!, excepto)")
+
+
+@dataclass
+class Body:
+    lines: list[str]
+    last_modified: str | None = None  # what "Última modificación:" says
+    banner: str | None = None  # the BOE's status note at the head of the text ("Norma derogada, con efectos …")
+
+
+def _status(body: Body) -> str:
+    """A consolidated text says so when the norm is repealed or annulled, in a note at its head ("Norma
+    derogada, con efectos de …"): with that note, "derogada"; a consolidated text without one, "vigente"; any
+    other PDF (the diario's, or a note with exceptions), "desconocido"."""
+    if body.last_modified is None:
+        return "desconocido"
+    if body.banner is None:
+        return "vigente"
+    return "derogada" if _REPEALED_BANNER.match(body.banner) else "desconocido"
+
+
+def _body_lines(pages: list[str]) -> Body:
     lines = [line for page in pages for line in page.split("\n")]
     starts = [i for i, line in enumerate(lines) if _START.match(line)]
+    body = Body(lines)
     if starts:
         lines = lines[starts[0] + 1 :]
         if lines and lines[0].startswith(("Última modificación", "Texto original")):
+            body.last_modified = lines[0].split(":", 1)[-1].strip()
             lines = lines[1:]
+        if lines and lines[0].startswith("Norma "):  # the status note, up to its paragraph's last line
+            end = next((i for i, line in enumerate(lines) if not line.endswith(" ")), len(lines) - 1) + 1
+            body.banner = clean_text(" ".join(lines[:end]))
+            lines = lines[end:]
     else:  # no marker: drop the title page's index lines ("Artículo 4 ........ 12")
         lines = [line for line in lines if not _TOC_LINE.search(line)]
-    return [line for line in lines if not _RUNNING.match(line.strip())]
+    body.lines = [line for line in lines if not _RUNNING.match(line.strip())]
+    return body
 
 
 def _join(paragraph: str, line: str) -> str:
@@ -105,27 +228,26 @@ def parse(data: bytes, origin: str) -> Law:
     if not "".join(pages).strip():
         raise ParseError(origin, "the PDF has no text layer (a scan?); run OCR on it first")
     subject = str(info.get("/Subject") or "")
+    head = read_first_page(pages[0], str(info.get("/Title") or ""))
     found = BOE_ID.search(subject) or BOE_ID.search(pages[0]) or BOE_ID.search(origin)
-    if not found:
+    if not head.reference and not found:
         raise ParseError(origin, "no BOE identifier in the PDF metadata, its first page or its file name")
-    boe_id = found[1]
-    title = str(info.get("/Title") or "").strip() or pages[0].split("\n", 1)[0].strip()
-    first_page = pages[0]
-    published = re.search(r"«BOE» núm\. \d+, de (.+)", first_page)
-    lines = _body_lines(pages)
-    articles = segment(boe_id, list(line_blocks(_paragraphs(lines), notes_need_ref=True)))
+    boe_id = head.reference or found[1]
+    body = _body_lines(pages)
+    articles = segment(boe_id, list(line_blocks(_paragraphs(body.lines), notes_need_ref=True)))
     if not any(a.kind != "preambulo" for a in articles):
         raise ParseError(origin, "no articles found in the PDF text")
-    departamento = first_page.split("\n")[1].strip() if first_page.count("\n") > 2 else None
+    updated = subject.split("actualizado a", 1)[-1] if "actualizado a" in subject else body.last_modified
     return Law(
         boe_id=boe_id,
-        title=title,
+        title=head.title or boe_id,
         source_format="pdf",
         origin=origin,
-        departamento=departamento if departamento and not departamento.startswith("«") else None,
-        fecha_publicacion=_spanish_date(published[1]) if published else None,
-        fecha_actualizacion=_spanish_date(subject.split("actualizado a", 1)[-1])
-        if "actualizado a" in subject
-        else None,
+        rango=rango_of(head.title),
+        departamento=head.departamento,
+        fecha_disposicion=disposition_date(head.title),
+        fecha_publicacion=_spanish_date(head.published or ""),
+        fecha_actualizacion=_spanish_date(updated or ""),
+        status=_status(body),  # type: ignore[arg-type]
         articles=articles,
     )

@@ -107,8 +107,9 @@ DISPOSITION_HEADING = re.compile(
     rf"(?:\s+(?P<suf>{_SUFFIX}))?(?=[\s.:\-–—]|$)\s*(?:[.:\-–—]\s*)?(?P<title>.*)$",
     re.IGNORECASE,
 )
+# Capital "D": "disposiciones finales." at the start of a line is a sentence wrapped there, not a heading
 GROUP_HEADING = re.compile(
-    r"^DISPOSICI[OÓ]N(?:ES)?\s+(?P<kind>ADICIONAL|TRANSITORIA|DEROGATORIA|FINAL)(?:E?S)?\.?$", re.IGNORECASE
+    r"^(?-i:D)ISPOSICI[OÓ]N(?:ES)?\s+(?P<kind>ADICIONAL|TRANSITORIA|DEROGATORIA|FINAL)(?:E?S)?\.?$", re.IGNORECASE
 )
 ORDINAL_HEADING = re.compile(rf"^(?P<ord>{_ORDINAL_WORD})(?:\s+(?P<suf>{_SUFFIX}))?\s*\.\s*(?P<title>.*)$", re.I)
 ANEXO_HEADING = re.compile(r"^ANEXO(?:\s+(?P<num>[IVXLC]+|\d+|[ÚU]NICO))?\b\.?\s*(?P<title>.*)$", re.IGNORECASE)
