@@ -64,9 +64,16 @@ def _index_errors(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        if getattr(self._pinned, "snapshot", None) is not None:  # called from a query: its snapshot already
+            return method(self, *args, **kwargs)
         try:
             self.refresh()
-            return method(self, *args, **kwargs)
+            # the whole query reads one commit, whatever other threads' queries move the reader to meanwhile
+            self._pinned.snapshot = self._current
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._pinned.snapshot = None
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(
                 f"{self.path / DATABASE}: unreadable database ({exc}); the index is damaged: rebuild it into a "
@@ -74,6 +81,28 @@ def _index_errors(method):
             ) from None
 
     return wrapper
+
+
+class _PerSnapshot:
+    """What a reader computes from one commit (the article of each chunk row, filters' rows …), kept on that
+    commit's snapshot: a query pinned to a snapshot never reads what was computed for another one."""
+
+    def __init__(self, factory) -> None:
+        self.factory = factory
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, search, owner=None):
+        if search is None:
+            return self
+        memo = search._snapshot.memo
+        if self.name not in memo:
+            memo[self.name] = self.factory()
+        return memo[self.name]
+
+    def __set__(self, search, value) -> None:
+        search._snapshot.memo[self.name] = value
 
 
 @dataclass(frozen=True)
@@ -167,6 +196,11 @@ class LegalSearch:
     'Art. 12 · Constitución Española (BOE-A-1978-31229)'
     """
 
+    _chunk_article = _PerSnapshot(lambda: None)
+    _law_titles = _PerSnapshot(lambda: None)
+    _allowed_cache = _PerSnapshot(dict)
+    _match_cosine = _PerSnapshot(dict)
+
     def __init__(
         self,
         path: Path,
@@ -182,11 +216,18 @@ class LegalSearch:
         self._runtime = (backend, precision)
         self._rerankers: dict[str, object] = {}
         self._lock = threading.RLock()
-        self._snapshot = Snapshot(path, manifest)
+        self._pinned = threading.local()  # the snapshot the current thread's query reads (`_index_errors`)
+        self._current = Snapshot(path, manifest)
         self._forget()
 
+    @property
+    def _snapshot(self) -> Snapshot:
+        """The snapshot this thread's query is pinned to, else the latest one opened."""
+        return getattr(self._pinned, "snapshot", None) or self._current
+
     def _forget(self) -> None:
-        """Drop what was computed from the previous snapshot."""
+        """Drop what was computed from the previous snapshot. Each of these is a `_PerSnapshot` attribute (kept on
+        the snapshot): a query still reading the previous commit keeps its own."""
         self._chunk_article: np.ndarray | None = None
         self._law_titles: dict[str, str] | None = None
         self._allowed_cache: dict[Filters, np.ndarray] = {}
@@ -204,13 +245,13 @@ class LegalSearch:
     def refresh(self) -> bool:
         """Move to the latest commit if a writer made one since (cheap when none did: one stat, one query).
         Whether it moved."""
-        if self._snapshot.is_current():
+        if self._current.is_current():
             return False
         with self._lock:
-            if self._snapshot.is_current():
+            if self._current.is_current():
                 return False
             # the new snapshot checks the files of the segments it opens; those it shares were checked before
-            self._snapshot = Snapshot(self.path, read_manifest(self.path), self._snapshot)
+            self._current = Snapshot.latest(self.path, lambda: read_manifest(self.path), self._current)
             self._forget()
         return True
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from . import lexical, segments
 from .embedding import matryoshka
+from .errors import IndexFormatError
 from .store import DATABASE, catalogue_facts, connect, damaged, gather, layout_of
 
 OVERFETCH = 4096  # deleted rows in a segment up to which a search over-fetches instead of using a selector
@@ -37,9 +40,43 @@ def _search(index, codes: np.ndarray, k: int, selector):
     return index.search(codes, k, params=params)
 
 
+def _state(path: Path) -> tuple[int, int] | None:
+    """(inode of the catalogue, its last commit) now; None while there is none to read (a rewrite between its
+    renames)."""
+    database = path / DATABASE
+    try:
+        inode = os.stat(database).st_ino
+        connection = connect(database)
+        try:
+            return inode, connection.execute("SELECT MAX(id) FROM commits").fetchone()[0]
+        finally:
+            connection.close()
+    except (OSError, sqlite3.Error):
+        return None
+
+
 class Snapshot:
+    @classmethod
+    def latest(
+        cls, path: Path, manifest: Callable[[], dict], previous: Snapshot | None = None, attempts: int = 20
+    ) -> Snapshot:
+        """The snapshot of the latest commit. A writer may commit while it opens (a merge that removes the
+        segments the commit it read names, a rewrite that replaces the folder): then it opens the next commit.
+        An index that fails to open while no writer moves it is damaged: that error is raised."""
+        for attempt in range(attempts):
+            before = _state(path)
+            try:
+                return cls(path, manifest(), previous)
+            except IndexFormatError:
+                after = _state(path)
+                if attempt == attempts - 1 or (after is not None and after == before):
+                    raise
+            time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     def __init__(self, path: Path, static: dict, previous: Snapshot | None = None) -> None:
         self.path = path
+        self.memo: dict = {}  # what a reader computed from this commit (search.LegalSearch)
         database = path / DATABASE
         self.inode = os.stat(database).st_ino
         self.connection = connect(database)

@@ -42,7 +42,6 @@ MANIFEST = "manifest.json"
 MARKER = "legalsearch-index"  # the manifest's "format": what makes a folder recognisably a legalsearch index
 DATABASE = "legalsearch.sqlite"
 LEGACY_VECTORS = "vectors.f16.npy"  # formats 1-3: one vector file for the whole index
-SQLITE_HEADER = b"SQLite format 3\x00"
 # Automatic merges (`merge_plan`): past this many segments the small ones are merged; past this share of
 # deleted rows everything is.
 MAX_SEGMENTS = 8
@@ -359,24 +358,31 @@ def read_manifest(index: Path, upgrade: bool = False) -> dict:
     return manifest
 
 
-def _check_database_header(path: Path) -> None:
+def _check_database(path: Path) -> None:
+    """That `path` is an SQLite database this process can read, asked of SQLite itself: a process that holds
+    connections to a database must never open its file any other way (closing that descriptor drops the
+    process's POSIX locks on it, and a writer elsewhere then deletes the `-wal` under its live readers)."""
+    if not path.is_file():
+        raise damaged(path, "missing" if not path.exists() else "not a file")
     try:
-        with open(path, "rb") as f:
-            header = f.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        raise damaged(path, f"unreadable ({exc.strerror})") from None
-    if header != SQLITE_HEADER:
-        raise damaged(path, "not an SQLite database")
+        connection = connect(path)
+        try:
+            connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, f"not a readable SQLite database ({exc})") from None
 
 
 def catalogue_facts(index: Path, connection: sqlite3.Connection | None = None) -> dict:
     """What the catalogue says of the index now (or as `connection`'s open transaction sees it): the last
     commit, counts, segments with their deleted rows, sources, and every segment file."""
     database = index / DATABASE
-    _check_database_header(database)
     own = connection is None
-    connection = connection or connect(database)
+    if own and not database.is_file():
+        raise damaged(database, "missing" if not database.exists() else "not a file")
     try:
+        connection = connection or connect(database)
         last = connection.execute("SELECT * FROM commits ORDER BY id DESC LIMIT 1").fetchone()
         first = connection.execute("SELECT at FROM commits ORDER BY id LIMIT 1").fetchone()
         listed = connection.execute("SELECT name, base_row, rows FROM segments ORDER BY base_row").fetchall()
@@ -390,7 +396,7 @@ def catalogue_facts(index: Path, connection: sqlite3.Connection | None = None) -
     except (sqlite3.DatabaseError, ValueError) as exc:
         raise damaged(database, f"unreadable database ({exc})") from None
     finally:
-        if own:
+        if own and connection is not None:
             connection.close()
     if last is None:
         raise damaged(database, "a catalogue without a commit")
@@ -452,7 +458,7 @@ def check_files(index: Path, manifest: dict) -> None:
 
 def _check_legacy(index: Path, manifest: dict) -> None:
     """Formats 1-3 (read only to be upgraded): the database's header and the vector file's shape."""
-    _check_database_header(index / DATABASE)
+    _check_database(index / DATABASE)
     segments.check_npy(index / LEGACY_VECTORS, (manifest["counts"]["chunks"], manifest["model"]["dim"]), np.float16)
 
 
