@@ -1,4 +1,4 @@
-"""Shared fixtures: the real BOE corpus beside the repo, an isolated user environment, a local BOE API."""
+"""Shared fixtures: the real BOE sample in corpora/sample, an isolated user environment, a local BOE API."""
 
 from __future__ import annotations
 
@@ -17,18 +17,23 @@ from legalsearch.sources import parse_file
 from legalsearch.testing import build_random_xlmr
 
 REPO = Path(__file__).resolve().parent.parent
-CORPORA = REPO.parent / "shared" / "corpora"
-EVAL = REPO.parent / "shared" / "eval"
-needs_corpora = pytest.mark.skipif(
-    not (CORPORA / "MANIFEST.tsv").exists(), reason=f"real BOE corpus not found at {CORPORA}"
-)
+SAMPLE = REPO / "corpora" / "sample"  # real BOE files shipped with the repository (its README: provenance)
+CORPORA = SAMPLE / "laws"  # laid out as ../shared/corpora: xml/, html/, pdf/, md/, html-derived/
+EVAL = SAMPLE / "eval"  # the development questions about the sample's laws
+BOE_API_SAMPLES = SAMPLE / "boe-api"  # real answers of the BOE open-data API
+# Tests that read the sample's real files; the sample is part of the repository, so they never skip.
+needs_corpora = pytest.mark.corpus
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "corpus: reads the real BOE files of corpora/sample")
 
 
 def manifest() -> list[dict[str, str]]:
-    if not (CORPORA / "MANIFEST.tsv").exists():
-        return []
-    with open(CORPORA / "MANIFEST.tsv", encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+    """The sample's law files (MANIFEST.tsv's rows under laws/), `file` relative to CORPORA."""
+    with open(SAMPLE / "MANIFEST.tsv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [{**row, "file": row["file"].removeprefix("laws/")} for row in rows if row["file"].startswith("laws/")]
 
 
 @functools.cache

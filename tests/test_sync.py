@@ -24,7 +24,7 @@ from legalsearch.sources.fetch import BOEClient
 from legalsearch.standin import StandIn, synthetic_norms
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "boe-api" / "samples"
+SAMPLES = REPO / "corpora" / "sample" / "boe-api"
 runner = CliRunner()
 
 
@@ -108,20 +108,28 @@ def test_an_incremental_run_fetches_exactly_what_changed(boe, tmp_path, encoder)
     assert vigentes.removed == [derogated] and derogated not in laws(tmp_path)
 
 
-def test_gone_and_404_norms_are_reported_and_removed(boe, tmp_path, encoder) -> None:
+def test_gone_norms_are_removed_and_a_404_of_a_listed_norm_is_asked_again(boe, tmp_path, encoder) -> None:
     run(boe, tmp_path, encoder)
     estatal = sorted(b for b, n in boe.norms.items() if n.ambito == "1")
     gone, withdrawn = estatal[0], estatal[1]
+    cache = tmp_path / "cache"
+    assert (cache / f"{gone}.xml").exists()
     del boe.norms[gone]
-    boe.norms[withdrawn].consolidated = False
+    boe.norms[withdrawn].consolidated = False  # listed, but its text answers 404 (e.g. being re-consolidated)
     boe.norms[withdrawn].fecha_actualizacion = "20991231T120000Z"
     report = run(boe, tmp_path, encoder, full=True)
-    assert report.gone == [gone] and report.missing == [withdrawn]
-    assert sorted(report.removed) == sorted([gone, withdrawn]) and not {gone, withdrawn} & laws(tmp_path)
+    assert report.gone == [gone] and report.missing == [withdrawn] and report.removed == [gone]
+    assert gone not in laws(tmp_path) and withdrawn in laws(tmp_path), "a listed norm is never removed for a 404"
+    assert not (cache / f"{gone}.xml").exists(), "a gone norm's cached text is deleted"
     assert report.exit_code == 0, "a 404 is the BOE's answer, not a failure"
     boe.hits.clear()
-    again = run(boe, tmp_path, encoder, full=True)
-    assert withdrawn not in fetched(boe) and not again.missing, "a 404 is recorded, not retried every run"
+    again = run(boe, tmp_path, encoder)
+    assert fetched(boe) == [withdrawn] and again.missing == [withdrawn], "asked again on the next run"
+    boe.norms[withdrawn].consolidated = True
+    back = run(boe, tmp_path, encoder)
+    assert back.changed == [withdrawn] and not back.missing and withdrawn in laws(tmp_path)
+    del boe.norms[withdrawn]
+    assert run(boe, tmp_path, encoder, full=True).removed == [withdrawn], "unlisted and 404: gone"
 
 
 def test_faults_are_retried_and_failures_listed(boe, tmp_path, encoder) -> None:
@@ -261,9 +269,10 @@ def test_paging_survives_an_unstable_order_and_repeats(tmp_path) -> None:
     with StandIn() as boe:
         for norm in synthetic_norms(2_500):
             boe.norms[norm.boe_id] = norm
-        items = sync_module.list_catalogue(client(boe, tmp_path), page=1_000, since=None)
-        assert set(items) == set(boe.norms)
-        assert len(boe.hits) == 3, "three pages, the last one short"
+        listing = sync_module.list_catalogue(client(boe, tmp_path), page=1_000, since=None, confirm_end=True)
+        assert set(listing.items) == set(boe.norms) and listing.sound
+        offsets = [int(q["offset"]) for _, q, _ in boe.hits]
+        assert offsets == [0, 999, 1998, 2499, 2499], "pages overlap by one item; the end is asked twice"
         # the real default order shifts between calls; ordered by id, pages do not
         query = [q for _, q, _ in boe.hits]
         assert all("identificador" in q["query"] for q in query)
