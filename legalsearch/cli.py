@@ -721,6 +721,26 @@ def serve(
     index_path: IndexOpt = None,
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    token: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            envvar="LEGALSEARCH_TOKEN",
+            show_default=False,
+            help="Require this secret of every request (Authorization: Bearer TOKEN; browsers ask for it as the "
+            "password); at least 16 characters. Needed off loopback [env LEGALSEARCH_TOKEN].",
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--allowed-host",
+            help="Also answer requests for this host name (behind a proxy, or off loopback); repeatable. On "
+            "loopback only localhost, 127.0.0.1 and [::1] with the port are answered otherwise.",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Serve off loopback without a token: anyone who reaches the port.")
+    ] = False,
     backend: BackendOpt = None,
     precision: PrecisionOpt = None,
 ) -> None:
@@ -728,16 +748,32 @@ def serve(
     try:
         import uvicorn
 
-        from .server import create_app
+        from .server import allowed_hosts, create_app, is_loopback
     except ImportError:
         raise fail("serving needs FastAPI and uvicorn: pip install 'legalsearch[serve]'") from None
+    if token is not None and len(token) < 16:
+        raise fail(
+            f"--token is too short ({len(token)} characters; at least 16): make one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe())'",
+            code=2,
+        )
+    if not is_loopback(host) and token is None and not insecure:
+        raise fail(
+            f"--host {host} opens the index to the network without a token: give --token (or set "
+            f"LEGALSEARCH_TOKEN), or --insecure to serve it to anyone who can reach port {port}",
+            code=2,
+        )
     search = _open(index_path, None, backend, precision)
     try:
         search.search("calentamiento", k=1)  # load the model and the index files once, before the first request
+        api = create_app(search, token=token, hosts=allowed_hosts(host, port, allowed_host or ()))
     except LegalSearchError as exc:
         raise fail(exc) from None
-    err.print(f"serving {search.path} on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(create_app(search), host=host, port=port, log_level="warning")
+    if not is_loopback(host) and token is None:
+        err.print(f"[yellow]warning:[/yellow] no token: anyone who can reach {host}:{port} can use this server")
+    access = "token required" if token else "no token"
+    err.print(f"serving {search.path} on http://{host}:{port} (docs at /docs; {access})", soft_wrap=True)
+    uvicorn.run(api, host=host, port=port, log_level="warning")
 
 
 @app.command("mcp")

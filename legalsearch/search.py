@@ -890,11 +890,17 @@ class LegalSearch:
 
     @_index_errors
     def laws(self) -> list[dict]:
+        """Every law's metadata (as `law` gives it: `materias` a list, `referencias` a dict) and `articles`, how
+        many units it has, in the order indexed."""
         rows = self._db().execute(
             "SELECT l.*, COUNT(a.id) AS articles FROM laws l LEFT JOIN articles a ON a.boe_id = l.boe_id "
             "AND a.wording = '' GROUP BY l.boe_id ORDER BY l.rowid"
         )
-        return [dict(row) for row in rows]
+        laws = [dict(row) for row in rows]
+        for law in laws:
+            for name in ("materias", "referencias"):
+                law[name] = json.loads(law[name])
+        return laws
 
 
 def _wording(row: dict) -> Wording:

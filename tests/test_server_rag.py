@@ -73,7 +73,7 @@ def test_search_and_batch(api) -> None:
     assert all(len(r["hits"]) == 1 for r in batch.json()["results"])
 
 
-def test_laws_articles_health_and_docs(api) -> None:
+def test_laws_articles_health_and_docs(api, search) -> None:
     laws = api.get("/laws").json()
     assert [law["boe_id"] for law in laws] == ["BOE-A-2099-1", "BOE-A-2099-2"]
     law = api.get("/laws/BOE-A-2099-1").json()
@@ -83,8 +83,8 @@ def test_laws_articles_health_and_docs(api) -> None:
     assert article["url"] == "https://www.boe.es/buscar/act.php?id=BOE-A-2099-1#a2"
     assert api.get("/laws/BOE-A-2099-1/articles/a2", params={"as_of": "2020-01-01"}).json()["text"] == article["text"]
     health = api.get("/health").json()
-    assert health["status"] == "ok" and health["counts"]["laws"] == 2
-    recorded = json.loads((Path(health["index"]) / "manifest.json").read_text())["model"]
+    assert health["status"] == "ok" and health["counts"]["laws"] == 2 and health["index"] == "idx"
+    recorded = json.loads((search.path / "manifest.json").read_text())["model"]
     assert health["runtime"] == f"{recorded['backend']} {recorded['precision']}"
     assert "/search" in api.get("/openapi.json").json()["paths"]
     assert api.get("/docs").status_code == 200
@@ -106,8 +106,8 @@ def test_laws_articles_health_and_docs(api) -> None:
         ("post", "/search", {"k": 3}, 422, "Field required"),
         ("post", "/search/batch", {"queries": []}, 422, "at least 1 item"),
         ("post", "/search/batch", {"queries": ["x"] * 65}, 422, "at most 64 items"),
-        ("get", "/laws/BOE-A-1-1", None, 404, "law BOE-A-1-1 is not in this index; see GET /laws"),
-        ("get", "/laws/BOE-A-2099-1/articles/a99", None, 404, "BOE-A-2099-1 has no unit 'a99'"),
+        ("get", "/laws/BOE-A-1-1", None, 404, "boe_id 'BOE-A-1-1': no such law in this index; GET /laws lists them"),
+        ("get", "/laws/BOE-A-2099-1/articles/a99", None, 404, "article_id 'a99': no such unit in this law"),
         ("get", "/laws/BOE-A-2099-1/articles/a2?as_of=ayer", None, 422, "give a date as YYYY-MM-DD"),
     ],
 )

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
-from ..errors import LegalSearchError, QueryError
+from ..dates import check_day
+from ..echoes import shown
+from ..errors import LegalSearchError, QueryError, UsageError
 from ..search import SEARCH_MODES, Filters, LegalSearch
 
 HERE = Path(__file__).resolve().parent
@@ -21,6 +24,14 @@ PAGE_CSP = (
 DOCS_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"
 )
+PAGE_PATHS = ("/", "/cambios")
+FIELD_LABELS = {
+    "q": "La pregunta", "modo": "«Modo»", "ley": "«Ley»", "rango": "«Rango»", "vigentes": "«Solo en vigor»",
+    "fecha": "«A fecha de»", "desde": "«Desde»", "hasta": "«Hasta»", "k": "El número de resultados",
+    "boe_id": "La ley", "article_id": "El artículo",
+}  # fmt: skip
+MONTHS = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre",
+          "noviembre", "diciembre")  # fmt: skip
 MODE_LABELS = {"hybrid": "Híbrido", "dense": "Semántico", "funnel": "Semántico rápido", "lexical": "Palabras (BM25)"}
 WORD = re.compile(r"\w+|\W+")
 
@@ -52,6 +63,46 @@ def contents_tree(units: list[dict]) -> list[dict]:
     return [root] if root["units"] and not root["children"] else [*([root] if root["units"] else []), *root["children"]]
 
 
+def is_page(path: str) -> bool:
+    """Whether `path` is one of the Spanish pages (their errors are pages too, in Spanish), not the JSON API."""
+    return path in PAGE_PATHS or path.startswith("/ley/")
+
+
+def spanish_day(day: str | None) -> str:
+    """ "2011-09-27" → "27 de septiembre de 2011"."""
+    if not day:
+        return "una fecha desconocida"
+    year, month, dd = day.split("-")
+    return f"{int(dd)} de {MONTHS[int(month) - 1]} de {year}"
+
+
+def bad_date(field: str) -> str:
+    return f"{FIELD_LABELS[field]} no es una fecha válida: elija un día del calendario (por ejemplo, 27/09/2011)."
+
+
+def field_problem(field: str) -> str:
+    """The Spanish line for a page parameter FastAPI refused (too long, not a number …), naming the field."""
+    if field == "q":
+        return "La pregunta es demasiado larga: escriba como máximo 4.000 caracteres."
+    if field == "k":
+        return "El número de resultados debe estar entre 1 y 50."
+    if field in ("fecha", "desde", "hasta"):
+        return bad_date(field)
+    if field in FIELD_LABELS:
+        return f"{FIELD_LABELS[field]} no es una opción válida: elija una de la lista."
+    return "La dirección de esta página no es válida: vuelva a la búsqueda."
+
+
+def _first_bad_date(**days: str) -> str | None:
+    for field, day in days.items():
+        if day:
+            try:
+                check_day(day, field)
+            except UsageError:
+                return bad_date(field)
+    return None
+
+
 class Pages:
     """Renders the pages of one open index."""
 
@@ -76,35 +127,60 @@ class Pages:
         rangos = sorted({law["rango"] for law in laws if law["rango"]})
         hits, error = [], None
         if q.strip():
+            error = self._search_problem(laws, rangos, ley, rango, fecha)
+        if q.strip() and error is None:
             filters = Filters((ley,) if ley else (), (rango,) if rango else (), (), vigentes, fecha or None)
             try:
                 hits = self.search.search(q, k=k, mode=modo or None, filters=filters)
-            except QueryError as exc:
-                error = str(exc)
+            except QueryError:
+                error = "No se pudo hacer esta búsqueda: pruebe con otra pregunta u otros filtros."
         page = self.render(
             "search.html", q=q, modo=modo or self.search.default_mode, ley=ley, rango=rango, vigentes=vigentes,
             fecha=fecha, hits=hits, error=error, laws=laws, rangos=rangos,
         )  # fmt: skip
         return (400 if error else 200), page
 
+    @staticmethod
+    def _search_problem(laws: list[dict], rangos: list[str], ley: str, rango: str, fecha: str) -> str | None:
+        """What is wrong with the search form's filters, in Spanish, or None."""
+        if ley and ley not in {law["boe_id"] for law in laws}:
+            return "La ley elegida no está en este índice: elija otra en «Ley», o «Todas»."
+        if rango and rango.casefold() not in {r.casefold() for r in rangos}:
+            return "El rango elegido no está en este índice: elija otro en «Rango», o «Todos»."
+        return _first_bad_date(fecha=fecha)
+
+    def error_page(self, status: int, message: str, link: tuple[str, str] | None = None) -> tuple[int, str]:
+        """A Spanish error page: one line saying what happened and what to do, and a way back."""
+        return status, self.render("error.html", message=message, link=link)
+
     def law_page(self, boe_id: str) -> tuple[int, str]:
         law = self.search.law(boe_id)
         if law is None:
-            return 404, self.render("error.html", message=f"La ley {boe_id} no está en este índice.")
+            return self.error_page(
+                404, f"La ley «{shown(boe_id)}» no está en este índice: búsquela desde la página de búsqueda."
+            )
         from ..citations import short_name
 
         return 200, self.render("law.html", law=law, short_name=short_name(boe_id), tree=contents_tree(law["units"]))
 
     def article_page(self, boe_id: str, article_id: str, fecha: str, desde: str, hasta: str) -> tuple[int, str]:
+        problem = _first_bad_date(fecha=fecha, desde=desde, hasta=hasta)
+        if problem:
+            return self.error_page(400, problem)
         law = self.search.law(boe_id)
+        if law is None:
+            return self.law_page(boe_id)
+        unit = self.search.article(boe_id, article_id, fecha or None)
+        if unit is None:
+            return self._missing_unit(boe_id, article_id, fecha)
+        problem = self._diff_problem(boe_id, article_id, desde, hasta) if desde and hasta else None
+        if problem:
+            here = f"/ley/{quote(boe_id, safe='')}/{quote(article_id, safe='')}"
+            return self.error_page(400, problem, (here, "Ver la redacción vigente"))
         try:
-            unit = self.search.article(boe_id, article_id, fecha or None)
             diff = self.search.diff(boe_id, article_id, desde, hasta) if desde and hasta else None
-        except LegalSearchError as exc:
-            return 400, self.render("error.html", message=str(exc))
-        if law is None or unit is None:
-            when = f" el {fecha}" if fecha else ""
-            return 404, self.render("error.html", message=f"{boe_id} no tiene la unidad {article_id!r}{when}.")
+        except LegalSearchError:
+            return self.error_page(400, "No se pudieron comparar estas redacciones: elija otras fechas.")
         wordings = unit["wordings"]
         dated = [w["version_date"] for w in wordings if w["version_date"]]
         defaults = {"desde": desde or (dated[0] if dated else ""), "hasta": hasta or (dated[-1] if dated else "")}
@@ -113,13 +189,34 @@ class Pages:
             **defaults,
         )  # fmt: skip
 
+    def _missing_unit(self, boe_id: str, article_id: str, fecha: str) -> tuple[int, str]:
+        law_url = f"/ley/{quote(boe_id, safe='')}"
+        if fecha and self.search.article(boe_id, article_id) is not None:
+            message = f"Este artículo no estaba en vigor el {spanish_day(fecha)}: elija otra fecha o vea el de hoy."
+            here = f"{law_url}/{quote(article_id, safe='')}"
+            return self.error_page(404, message, (here, "Ver la redacción vigente"))
+        message = f"Esta ley no tiene el artículo «{shown(article_id)}»: búsquelo en el índice de la ley."
+        return self.error_page(404, message, (law_url, "Ver el índice de la ley"))
+
+    def _diff_problem(self, boe_id: str, article_id: str, desde: str, hasta: str) -> str | None:
+        """Why the wordings of `desde` and `hasta` cannot be compared, in Spanish, or None."""
+        if not self.search.has_history:
+            return "Este índice solo guarda la redacción vigente de cada artículo: no puede comparar redacciones."
+        for day in (desde, hasta):
+            if self.search.article(boe_id, article_id, day) is None:
+                return (
+                    f"El artículo no estaba en vigor el {spanish_day(day)}: elija fechas en las que lo estuviera "
+                    "(la lista de redacciones dice desde cuándo)."
+                )
+        return None
+
     def changes_page(self, desde: str) -> tuple[int, str]:
-        feed, error = [], None
-        if desde:
+        feed, error = [], _first_bad_date(desde=desde)
+        if desde and error is None:
             try:
                 feed = self.search.changes(desde)
-            except QueryError as exc:
-                error = str(exc)
+            except QueryError:
+                error = "No se pudieron listar los cambios: elija otra fecha."
         return (400 if error else 200), self.render("changes.html", desde=desde, feed=feed, error=error)
 
 
@@ -130,6 +227,7 @@ def add_pages(app, search: LegalSearch) -> None:
     from fastapi.staticfiles import StaticFiles
 
     pages = Pages(search)
+    app.state.pages = pages  # the server's error handlers render page errors with it
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def html(result: tuple[int, str]) -> HTMLResponse:
@@ -159,11 +257,5 @@ def add_pages(app, search: LegalSearch) -> None:
     def changes(desde: str = Query("", max_length=10)) -> HTMLResponse:
         return html(pages.changes_page(desde))
 
-    @app.middleware("http")
-    async def content_security_policy(request, call_next):
-        response = await call_next(request)
-        docs = request.url.path.startswith(("/docs", "/static-offline-docs"))
-        response.headers["Content-Security-Policy"] = DOCS_CSP if docs else PAGE_CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    # the CSP and the other security headers are set by the server (legalsearch.server.SecurityHeaders), on
+    # every response, its own refusals (401, 413) included
