@@ -21,7 +21,7 @@ from .chunking import DEFAULT_MAX_TOKENS, chunk_law
 from .dates import check_day
 from .documents import Law
 from .embedding import DEFAULT_MODEL, Encoder, check_requested_runtime, check_runtime, dims_for, load_encoder
-from .errors import LegalSearchError, ModelError, UsageError
+from .errors import LegalSearchError, ModelError, ParseError, UsageError
 from .files import sha256_file
 from .progress import duration
 from .ranking import Priors
@@ -77,6 +77,7 @@ class IndexReport:
     compacted: dict | None = None  # what a merge of segments did in this run (store.compact)
     duplicates: list[str] = field(default_factory=list)  # "<boe_id>: kept <origin>, skipped <origin>…"
     errors: list[LegalSearchError] = field(default_factory=list)
+    replace_withheld: bool = False  # --replace removed nothing: some source could not be read
 
 
 def _preference(law: Law) -> tuple:
@@ -307,6 +308,33 @@ class Plan:
     removed: set[str] = field(default_factory=set)
     sources: dict[str, dict] = field(default_factory=dict)
     rewrite: bool = False
+    replace: bool = False  # --replace applies: every source given was read
+
+
+def _resolve(arguments: Iterable[str], report: IndexReport) -> list:
+    """The sources each argument names; an argument that names none (missing, an empty folder) is an error in
+    `report`, and the others are still read."""
+    resolved = []
+    for argument in arguments:
+        try:
+            resolved += sources_module.resolve([argument])
+        except LegalSearchError as exc:
+            report.errors.append(exc)
+            continue
+        if Path(argument).is_dir():
+            report.errors += _unreadable_in(Path(argument))
+    return resolved
+
+
+def _unreadable_in(folder: Path) -> list[LegalSearchError]:
+    """Law files in `folder` that the folder's listing passes over because they cannot be read as files (a broken
+    link, a device): each is an error, never silently a law that is not there."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in sources_module.SUFFIXES and not path.is_file() and not path.is_dir():
+            why = "a broken link" if path.is_symlink() else "not a regular file"
+            found.append(ParseError(str(path), f"cannot be read ({why})"))
+    return found
 
 
 def build(
@@ -336,11 +364,8 @@ def build(
     index = Path(index)
     report = IndexReport(index)
     tick = progress or (lambda stage, done, total: None)
-    try:
-        resolved = list(sources_module.resolve(arguments))
-    except LegalSearchError as exc:
-        report.errors.append(exc)
-        resolved = []
+    arguments = list(arguments)
+    resolved = _resolve(arguments, report)
     check_target(index, [Path(a) for a in arguments if Path(a).exists()] + [s.path for s in resolved if s.path])
     with WriterLock(index):
         tidy(index)
@@ -353,6 +378,9 @@ def build(
             lambda: _encoder(encoder, index, stored, options, notify), budget, known, options.batch_size, tick, notify
         )
         plan = _plan(resolved, stored, options, fetcher, report, tick, pipeline.submit)
+        if report.replace_withheld and notify is not None:
+            notify(f"{index}: {len(report.errors)} source{'s' * (len(report.errors) != 1)} could not be read; "
+                   "--replace removed nothing (fix or drop them and run again)")  # fmt: skip
         if stored is None and not plan.chosen:
             raise NothingToIndex(report.errors)
         if stored is not None and not plan.chosen and not plan.removed and not plan.rewrite:
@@ -439,6 +467,8 @@ def _read_sources(
             report.parsed_sources += 1
         except LegalSearchError as exc:
             report.errors.append(exc)
+        except OSError as exc:  # a file that cannot be read (permissions, a device error)
+            report.errors.append(ParseError(source.label, f"cannot be read ({exc.strerror or exc})"))
     tick("parse", len(resolved), len(resolved))
     return new_laws, records, unchanged
 
@@ -469,7 +499,11 @@ def _plan(resolved, stored: Stored | None, options: BuildOptions, fetcher, repor
         record["laws"] = [b for b in record["laws"] if b in plan.chosen or b in unchanged]
     given = set(plan.chosen) | unchanged
     if options.replace and stored:
-        plan.removed = set(stored.preference) - given
+        # a source that could not be read may hold any stored law: --replace removes laws only when every
+        # source given was read
+        plan.replace = not report.errors
+        report.replace_withheld = bool(report.errors)
+        plan.removed = set(stored.preference) - given if plan.replace else set()
     plan.rewrite = manifest is not None and (
         stored.rewrite_needed
         or tokens_changed
@@ -735,7 +769,7 @@ def _rewrite(index, plan: Plan, stored: Stored | None, options, pipeline: Pipeli
     ordered += fresh_by_id.values()
     full_dim = encoder.dim
     dims = dims_for(full_dim, options.dims or (existing.dims if existing else None))
-    sources = {**(existing.sources if existing and not options.replace else {}), **plan.sources}
+    sources = {**(existing.sources if existing and not plan.replace else {}), **plan.sources}
     live = {s.law.boe_id for s in ordered}
     contents = IndexContents(
         model=_model_record(encoder),
