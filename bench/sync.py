@@ -7,22 +7,29 @@
    index holds exactly what the catalogue selects; then a daily run with 20 norms changed;
 3. an extrapolation of a first full sync and of a typical daily update (8-30 re-consolidated norms) of the real
    catalogue, on this CPU and on a GPU, from the measured rates and the embedding rates of bench/backends.py and
-   bench/gpu.py (recorded in the README).
+   bench/gpu.py (recorded in the README);
+4. a first sync killed (kill -9) while embedding a batch, then run again: how many chunks the rerun embedded
+   again (work lost to the kill) beside what it had left to do;
+5. an outage: the norm endpoints answer 503 from the --outage-at-th norm on, with the client's default retries
+   and backoff: the requests and seconds the run spends before it stops (circuit breaker), against what each
+   remaining norm would have cost without one.
 
-    python bench/sync.py [--norms 500] [--rate 50] [--catalogue 12400]
+    python bench/sync.py [--norms 500] [--rate 50] [--catalogue 12400] [--batch 50] [--outage-at 50]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
-from common import peak_rss_mb
+from common import ROOT, peak_rss_mb
 
 from legalsearch import sync
 from legalsearch.embedding import load_encoder
@@ -53,11 +60,84 @@ def plan_only(catalogue: int) -> dict:
             "requests": report.requests}  # fmt: skip
 
 
+KILLED = """
+import os, sys
+from pathlib import Path
+from legalsearch import sync
+from legalsearch.embedding import load_encoder
+from legalsearch.sources.fetch import BOEClient
+model, url, cache, index, batch, kill_after = sys.argv[1:7]
+client = BOEClient(cache=Path(cache), base_url=url)
+seen = {}
+def progress(stage, done, total):  # killed while embedding the batch after `kill_after` norms were fetched
+    if stage == "fetch" and done >= int(kill_after):
+        seen["armed"] = True
+    if stage == "embed" and done > 0 and seen.get("armed"):
+        print(done, flush=True)
+        os.kill(os.getpid(), 9)
+options = sync.SyncOptions(rate=1000, batch_norms=int(batch))
+sync.sync(Path(index), options, client, encoder=load_encoder(model), progress=progress)
+"""
+
+
+def kill_and_resume(boe: StandIn, model: Path, work: Path, batch: int, encoder) -> None:
+    """A first sync killed while embedding a batch past the middle, then run again."""
+    script = work / "killed.py"
+    script.write_text(textwrap.dedent(KILLED))
+    total = len(boe.norms)
+    kill_after = (total // 2 // batch + 1) * batch
+    command = [sys.executable, str(script), str(model), boe.url, str(work / "kcache"), str(work / "kidx"),
+               str(batch), str(kill_after)]  # fmt: skip
+    killed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    embedding_when_killed = int((killed.stdout.strip().splitlines() or ["0"])[-1])
+    held = LegalSearch.open(work / "kidx")
+    committed_laws, committed_chunks = len(held.laws()), held.manifest["counts"]["chunks"]
+    client = BOEClient(cache=work / "kcache", base_url=boe.url)
+    started = time.perf_counter()
+    resumed = sync.sync(work / "kidx", sync.SyncOptions(rate=1000, batch_norms=batch), client, encoder=encoder)
+    seconds = time.perf_counter() - started
+    left = resumed.chunks - committed_chunks
+    print(f"4. kill -9 while embedding (exit {killed.returncode}) a first sync of {total} norms in batches of "
+          f"{batch}: {committed_laws} norms ({committed_chunks:,} chunks) were committed and searchable; the batch "
+          f"being embedded had {embedding_when_killed} chunks done (lost). The rerun fetched "
+          f"{resumed.fetched} norms and embedded {resumed.embedded:,} chunks for the {left:,} left: "
+          f"{resumed.embedded - left:,} chunks of committed batches embedded again; {seconds:.1f} s "
+          f"(before batching: every chunk embedded again)")  # fmt: skip
+
+
+def outage_cost(boe: StandIn, work: Path, outage_at: int, encoder) -> None:
+    """The norm endpoints answer 503 from the `outage_at`-th norm on: what the run spends before it stops."""
+    ids = sorted(boe.norms)
+    for boe_id in ids[outage_at:]:
+        boe.faults.errors[f"/datosabiertos/api/legislacion-consolidada/id/{boe_id}"] = 10**6
+    client = BOEClient(cache=work / "ocache", base_url=boe.url)  # the defaults: 3 tries, backoff 2 s and 4 s
+    started = time.perf_counter()
+    report = sync.sync(work / "oidx", sync.SyncOptions(rate=1000), client, encoder=encoder)
+    seconds = time.perf_counter() - started
+    boe.faults.errors.clear()
+    during = sum(1 for p, _, _ in boe.hits if p.rsplit("/", 1)[-1] in set(ids[outage_at:]))
+    remaining = len(ids) - outage_at
+    per_norm = sum(client.backoff * 2**a for a in range(client.retries - 1))
+    print(f"5. outage from norm {outage_at} of {len(ids)} (503 on every norm endpoint): the run stopped after "
+          f"{during} requests to the down endpoints and {seconds:.1f} s in all (exit {report.exit_code}: "
+          f"{report.stopped}); without the breaker each of the {remaining} remaining norms costs {client.retries} "
+          f"requests and {per_norm:.0f} s of backoff: {remaining * client.retries:,} requests, "
+          f"~{remaining * per_norm / 60:.0f} min")  # fmt: skip
+    client = BOEClient(cache=work / "ocache", base_url=boe.url)
+    started = time.perf_counter()
+    again = sync.sync(work / "oidx", sync.SyncOptions(rate=1000), client, encoder=encoder)
+    print(f"   the next run, the API back: {len(again.changed) + len(again.new)} norms fetched, exit "
+          f"{again.exit_code}, {time.perf_counter() - started:.1f} s; the index holds "
+          f"{len(LegalSearch.open(work / 'oidx').laws())} norms")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--norms", type=int, default=500)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--catalogue", type=int, default=12_400)
+    parser.add_argument("--batch", type=int, default=50, help="norms a commit (4.)")
+    parser.add_argument("--outage-at", type=int, default=50, help="the norm the outage starts at (5.)")
     parser.add_argument("--plan-only", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plan_only:
@@ -77,26 +157,36 @@ def main() -> int:
         model = build_random_xlmr(work / "model", " ".join(t for n in norms[:50] for _, t in n.articles))
         encoder = load_encoder(str(model))
         client = BOEClient(cache=work / "cache", base_url=boe.url)
-        stages: dict[str, list[float]] = {}
+        stages: dict[str, list[float]] = {}  # stage → [seconds, items] summed over the run's batches
+        last = {"stage": None, "at": 0.0, "peak": 0}
 
         def progress(stage: str, done: int, total: int) -> None:
-            times = stages.setdefault(stage, [time.perf_counter(), time.perf_counter(), 0])
-            times[1], times[2] = time.perf_counter(), total
+            now = time.perf_counter()
+            times = stages.setdefault(stage, [0.0, 0])
+            if last["stage"] == stage:
+                times[0] += now - last["at"]
+                last["peak"] = max(last["peak"], done)
+            else:
+                if last["stage"] in stages:
+                    stages[last["stage"]][1] += last["peak"]
+                last["stage"], last["peak"] = stage, done
+            last["at"] = now
 
         started = time.perf_counter()
         report = sync.sync(work / "idx", sync.SyncOptions(rate=args.rate), client, encoder=encoder, progress=progress)
         wall = time.perf_counter() - started
+        progress("end", 0, 0)
         held = {law["boe_id"] for law in LegalSearch.open(work / "idx").laws()}
         assert held == set(boe.norms), "the index holds exactly what the catalogue selects"
-        fetch_s = stages["fetch"][1] - stages["fetch"][0]
-        print(f"2. first sync of {len(norms)} norms: {wall:.1f} s; fetch {report.fetched} norms in {fetch_s:.1f} s "
-              f"= {report.fetched / fetch_s:.1f} requests/s at --rate {args.rate:g}; index holds exactly the "
-              f"{len(held)} selected norms ({report.chunks:,} chunks)")  # fmt: skip
+        fetch_s = stages["fetch"][0]
+        print(f"2. first sync of {len(norms)} norms: {wall:.1f} s in {report.batches} commits; fetch "
+              f"{report.fetched} norms in {fetch_s:.1f} s = {report.fetched / fetch_s:.1f} requests/s at --rate "
+              f"{args.rate:g}; index holds exactly the {len(held)} selected norms "
+              f"({report.chunks:,} chunks)")  # fmt: skip
         for stage in ("parse", "embed", "write"):
             if stage in stages:
-                first, last, total = stages[stage]
-                rate = total / max(last - first, 1e-9)
-                print(f"   {stage:6} {total:6,} in {last - first:6.1f} s = {rate:8.1f}/s")
+                seconds, total = stages[stage]
+                print(f"   {stage:6} {total:6,} in {seconds:6.1f} s = {total / max(seconds, 1e-9):8.1f}/s")
         print("   (embed with the tiny random model: not the cost of a real one; see 3.)")
         for norm in norms[:20]:
             norm.fecha_actualizacion = "20991231T000000Z"
@@ -105,6 +195,9 @@ def main() -> int:
         daily = sync.sync(work / "idx", sync.SyncOptions(rate=args.rate), client, encoder=encoder)
         print(f"   a daily run with 20 changed norms: {time.perf_counter() - started:.1f} s, {len(daily.changed)} "
               f"fetched, {daily.embedded} chunks embedded, {daily.requests - report.requests} requests")  # fmt: skip
+        kill_and_resume(boe, model, work, args.batch, encoder)
+        boe.hits.clear()
+        outage_cost(boe, work, min(args.outage_at, len(norms) - 1), encoder)
     per_norm_fetch = 1 / 2.0  # the default --rate: 2 requests/s against the real BOE, one request a norm
     print("3. extrapolated to the real catalogue (12,400 norms, ~0.5 M chunks), fetch at the default --rate 2:")
     for where, rate in EMBED_RATES.items():

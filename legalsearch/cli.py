@@ -400,6 +400,9 @@ def sync(
     backend: BackendOpt = None,
     precision: PrecisionOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's report as JSON.")] = False,
+    allow_removals: Annotated[
+        bool, typer.Option("--allow-removals", help="Remove more than 5 % of the index in one run (gone norms).")
+    ] = False,
 ) -> None:
     """Mirror the BOE catalogue of consolidated legislation into the index and keep it current (incremental)."""
     from . import sync as sync_module
@@ -408,17 +411,14 @@ def sync(
     try:
         if since is not None:
             check_day(since, "--since")
-        wanted = None
-        if ids is not None:
-            if not ids.is_file():
-                raise UsageError(f"{ids}: no such file; --ids takes a file of BOE ids, one per line")
-            wanted = frozenset(sources.read_id_list(ids))
+        wanted = None if ids is None else sync_module.read_ids(ids)
         selection = sync_module.Selection(ambito, tuple(rango or ()), wanted, vigentes)
         build = indexing.BuildOptions(
             model=model or (None if (target / "manifest.json").exists() else default_model()), dims=_parse_dims(dims),
             batch_size=batch_size, device=device, backend=backend, precision=precision,
         )  # fmt: skip
-        options = sync_module.SyncOptions(selection, rate, full, dry_run, diario, since, build=build)
+        options = sync_module.SyncOptions(selection, rate, full, dry_run, diario, since, build=build,
+                                          allow_removals=allow_removals)  # fmt: skip
         client = BOEClient(cache=cache or default_cache(), base_url=api)
         plain = PlainProgress(lambda line: print(line, file=sys.stderr, flush=True), SYNC_LABELS)
         report = sync_module.sync(target, options, client, progress=plain, notify=_note)
@@ -432,8 +432,8 @@ def sync(
         sys.stdout.write("\n")
     else:
         _print_sync(report)
-    for boe_id, why in report.failed.items():
-        err.print(f"[red]failed:[/red] {escape(boe_id)}: {escape(why)}", soft_wrap=True)
+    for line in report.problems():
+        err.print(f"[red]failed:[/red] {escape(line)}", soft_wrap=True)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
@@ -460,14 +460,18 @@ SYNC_LABELS = {"list": "Listing the catalogue", "fetch": "Fetching norms", "diar
 def _print_sync(report) -> None:
     lines = [
         f"{report.index}: {report.listing} listing, {report.listed:,} norms listed, {report.selected:,} selected",
-        f"new {len(report.new)}, changed {len(report.changed)} (derogated among them {len(report.derogated)}), "
-        f"unchanged {report.unchanged:,}; removed {len(report.removed)} (gone {len(report.gone)}, 404 "
-        f"{len(report.missing)}); failed {len(report.failed)}",
+        f"new {len(report.new)}, changed {len(report.changed)} (derogated or annulled among them "
+        f"{len(report.derogated)}), unchanged {report.unchanged:,}; removed {len(report.removed)} (gone "
+        f"{len(report.gone)}); 404 {len(report.missing)} (asked again next run); failed {len(report.failed)}",
         f"{report.fetched} fetched in {report.requests} requests; {report.embedded} chunks embedded; "
         f"{report.chunks:,} chunks in the index (commit {report.commit}); {report.seconds:.1f} s",
     ]
     if report.diario:
         lines.append(f"daily BOE: {len(report.diario)} new norms indexed as published (until {report.diario_until})")
+    if report.unknown_ids:
+        lines.append(f"not in the catalogue ({len(report.unknown_ids)} of --ids): {', '.join(report.unknown_ids[:10])}")
+    if report.doubts:
+        lines.append(f"listing in doubt ({'; '.join(report.doubts)}): nothing removed as gone this run")
     if report.dry_run:
         estimate = report.estimate
         dry = (

@@ -14,22 +14,35 @@ It answers as `../shared/boe-api/README.md` describes the API, in the shapes of 
 * `GET /diario_boe/xml.php?id={id}` — the diario document XML (`<documento>` with metadatos, texto);
 * a missing, `*/*` or unsupported `Accept` header → 400 `No soportado ningún mime type de la cabecera Accept.`
 
-Faults on request (`Faults`): 5xx for the first n requests to a path, dropped connections, slow answers.
-Every request is logged in `hits` (path, query, headers).
+* `GET …/legislacion-consolidada/id/{id}/metadatos` — the metadatos alone (XML).
+
+Faults on request (`Faults`), each one a bad day of a real API: 5xx or 429 (with `Retry-After`) for the first n
+requests to a path, an outage of the next n requests, dropped connections, slow answers; catalogue answers that
+are empty (`"data": ""`, `[]`) or carry an error status inside an HTTP 200; pages shorter than asked, the sort
+ignored (ties reshuffled on every call), the catalogue changing between pages, items missing fields; empty texts
+(`<texto/>`), per-norm endpoints lagging behind the catalogue (404 for a listed norm), redirects. Every request is
+logged in `hits` (path, query, headers).
+
+Run it as a program to try `legalsearch sync` offline (`python -m legalsearch.standin --help`): it serves the
+real API XML files of a folder (`--catalogue`) and/or synthetic norms, with faults (`--fault`).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import http.server
 import json
 import random
 import re
+import sys
 import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 ID = re.compile(r"^[A-Z]{2,5}-[A-Za-z]-\d{4}-\d+$")
 NOT_ACCEPTED = "No soportado ningún mime type de la cabecera Accept."
@@ -58,9 +71,39 @@ class Norm:
     articles: list[tuple[str, str]] = field(default_factory=list)  # (title, text)
     materias: list[tuple[str, str]] = field(default_factory=list)  # (codigo, texto)
     posteriores: list[tuple[str, str, str]] = field(default_factory=list)  # (id_norma, relacion codigo, texto)
+    raw: bytes | None = None  # a real `/id/{id}` answer, served as it is (its fecha_actualizacion kept current)
+    listed: dict | None = None  # the catalogue item of a real norm (from its metadatos)
+    diario_raw: bytes | None = None  # a real diario document
+
+    @classmethod
+    def from_document(cls, raw: bytes, diario_raw: bytes | None = None) -> Norm:
+        """A norm from a real `/id/{id}` answer (`<response><data><metadatos>…<texto>`)."""
+        meta = ET.fromstring(raw).find("data/metadatos")
+        item: dict = {}
+        for child in meta:
+            if child.tag in ("estatus_derogacion", "estatus_anulacion", "fecha_derogacion", "fecha_anulacion"):
+                continue  # on the per-norm metadatos only, not in catalogue items
+            text = (child.text or "").strip()
+            item[child.tag] = {"codigo": child.get("codigo"), "texto": text} if child.get("codigo") else text
+
+        def code(tag: str, default: str) -> str:
+            node = meta.find(tag)
+            return node.get("codigo", default) if node is not None else default
+
+        return cls(
+            boe_id=meta.findtext("identificador", "").strip(), titulo=meta.findtext("titulo", "").strip(),
+            fecha_actualizacion=meta.findtext("fecha_actualizacion", "").strip(), rango=code("rango", "1300"),
+            ambito=code("ambito", "1"), fecha_publicacion=meta.findtext("fecha_publicacion", "").strip(),
+            vigencia_agotada=meta.findtext("vigencia_agotada", "N").strip(),
+            estatus_derogacion=meta.findtext("estatus_derogacion", "N").strip(),
+            estatus_anulacion=meta.findtext("estatus_anulacion", "N").strip(), raw=raw, listed=item,
+            diario_raw=diario_raw,
+        )  # fmt: skip
 
     def item(self) -> dict:
         """The catalogue item, fields in the order of the real capture (`bquant_boe-lc-normas.json`)."""
+        if self.listed is not None:
+            return {**self.listed, "fecha_actualizacion": self.fecha_actualizacion}
         item = {
             "fecha_actualizacion": self.fecha_actualizacion,
             "identificador": self.boe_id,
@@ -123,8 +166,13 @@ class Norm:
             ET.SubElement(version, "p", {"class": "articulo"}).text = f"Artículo {number}. {title}."
             ET.SubElement(version, "p", {"class": "parrafo"}).text = text
 
-    def document(self) -> bytes:
-        """The `/id/{id}` answer: metadatos, analisis, texto."""
+    def document(self, empty_text: bool = False) -> bytes:
+        """The `/id/{id}` answer: metadatos, analisis, texto (empty: `<texto/>`, a fault)."""
+        if self.raw is not None:
+            body = re.sub(rb"<fecha_actualizacion>[^<]*</fecha_actualizacion>",
+                          f"<fecha_actualizacion>{self.fecha_actualizacion}</fecha_actualizacion>".encode(),
+                          self.raw, count=1)  # fmt: skip
+            return re.sub(rb"<texto>.*</texto>", b"<texto/>", body, flags=re.S) if empty_text else body
         response = ET.Element("response")
         status = ET.SubElement(response, "status")
         ET.SubElement(status, "code").text = "200"
@@ -132,12 +180,33 @@ class Norm:
         data = ET.SubElement(response, "data")
         self.metadatos(data)
         self.analisis(data)
-        self.texto(data)
+        if empty_text:
+            ET.SubElement(data, "texto")
+        else:
+            self.texto(data)
         ET.indent(response, "  ")
+        return ET.tostring(response, encoding="utf-8", xml_declaration=True)
+
+    def metadatos_answer(self) -> bytes:
+        """The `/id/{id}/metadatos` answer."""
+        if self.raw is not None:
+            found = re.search(rb"<metadatos>.*</metadatos>", self.document(), flags=re.S)
+            inner = found[0] if found else b"<metadatos/>"
+            return (
+                b'<?xml version="1.0" encoding="utf-8"?>\n<response><status><code>200</code><text>ok</text>'
+                b"</status><data>" + inner + b"</data></response>"
+            )
+        response = ET.Element("response")
+        status = ET.SubElement(response, "status")
+        ET.SubElement(status, "code").text = "200"
+        ET.SubElement(status, "text").text = "ok"
+        self.metadatos(ET.SubElement(response, "data"))
         return ET.tostring(response, encoding="utf-8", xml_declaration=True)
 
     def diario(self) -> bytes:
         """The diario document (`/diario_boe/xml.php?id=`): the text as published, not consolidated."""
+        if self.diario_raw is not None:
+            return self.diario_raw
         root = ET.Element("documento", fecha_actualizacion=self.fecha_publicacion + "120000")
         meta = ET.SubElement(root, "metadatos")
         for key, value in (("identificador", self.boe_id), ("titulo", self.titulo),
@@ -153,10 +222,24 @@ class Norm:
         return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
+LISTING_FAULTS = ("empty", "blank", "error", "garbage", "ok")
+
+
 @dataclass
 class Faults:
-    """Faults to inject: 5xx for the first n requests to a path (`errors[path] = n`), dropped connections
-    (`drops[path] = n`), slow answers (`slow[path] = n`, `slow_seconds` each), a delay on every answer."""
+    """Faults to inject (each may change while the server runs):
+
+    * `errors[path] = n`: the first n requests to `path` answer `status` (503; 429 …), with `retry_after` as the
+      `Retry-After` header when set (seconds, or an HTTP-date); `outage = n`: the next n requests, any path, too;
+    * `drops[path] = n`: dropped connections; `slow[path] = n`: answers `slow_seconds` late; `delay` on every one;
+    * `listing`: how the next catalogue answers go wrong, one entry each: `empty` (`"data": ""`), `blank`
+      (`"data": []`), `error` (status 500 inside an HTTP 200), `garbage` (not JSON), `ok`;
+    * `page_cap`: the most items one page holds (short pages); `ignore_sort`: the sort asked is ignored (default
+      order, ties reshuffled on every call); `missing[field] = share`: that share of items lack the field;
+      `after_page`: changes to the catalogue made after each catalogue answer, one a page (changes between pages);
+    * `empty_texts[id] = n`, `lagging[id] = n`: the next n answers for that norm carry an empty `<texto/>`, or
+      404 (an endpoint lagging behind the catalogue that lists the norm); `redirects[path] = url`: a 302.
+    """
 
     errors: dict[str, int] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=dict)
@@ -164,17 +247,41 @@ class Faults:
     slow_seconds: float = 2.0
     delay: float = 0.0
     status: int = 503
+    retry_after: str | None = None
+    outage: int = 0
+    listing: list[str] = field(default_factory=list)
+    page_cap: int = PAGE_CAP
+    ignore_sort: bool = False
+    missing: dict[str, float] = field(default_factory=dict)
+    after_page: list[Callable[[StandIn], None]] = field(default_factory=list)
+    empty_texts: dict[str, int] = field(default_factory=dict)
+    lagging: dict[str, int] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        """The API answers cleanly from now on."""
+        self.__init__()
+
+
+def _take(counts: dict[str, int], key: str) -> bool:
+    """Use up one of `counts[key]`; whether there was one."""
+    left = counts.get(key, 0)
+    if left:
+        counts[key] = left - 1
+    return bool(left)
 
 
 class StandIn:
     """The server: `url` is the API root (…/datosabiertos/api); `norms`, `diario` (day → norms published that
     day, section I) and `faults` may change while it runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0, seed: int = 0) -> None:
         self.norms: dict[str, Norm] = {}
         self.diario: dict[str, list[Norm]] = {}
         self.faults = Faults()
         self.hits: list[tuple[str, dict, dict]] = []  # (path, query, headers)
+        self.port = port
+        self.rng = random.Random(seed)
         self._lock = threading.Lock()
         self._server: http.server.ThreadingHTTPServer | None = None
 
@@ -182,6 +289,11 @@ class StandIn:
     def url(self) -> str:
         assert self._server is not None, "start() the stand-in first"
         return f"http://127.0.0.1:{self._server.server_address[1]}/datosabiertos/api"
+
+    def add(self, norms: list[Norm]) -> StandIn:
+        for norm in norms:
+            self.norms[norm.boe_id] = norm
+        return self
 
     def start(self) -> StandIn:
         standin = self
@@ -195,7 +307,7 @@ class StandIn:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -219,25 +331,28 @@ class StandIn:
     def _answer(self, request: http.server.BaseHTTPRequestHandler) -> None:
         parsed = urllib.parse.urlsplit(request.path)
         query = dict(urllib.parse.parse_qsl(parsed.query))
+        faults = self.faults
         with self._lock:
             self.hits.append((parsed.path, query, dict(request.headers)))
-            drop = self.faults.drops.get(parsed.path, 0)
-            if drop:
-                self.faults.drops[parsed.path] = drop - 1
-            error = self.faults.errors.get(parsed.path, 0)
-            if error:
-                self.faults.errors[parsed.path] = error - 1
-            slow = self.faults.slow.get(parsed.path, 0)
-            if slow:
-                self.faults.slow[parsed.path] = slow - 1
-        if self.faults.delay or slow:
-            time.sleep(self.faults.delay + (self.faults.slow_seconds if slow else 0))
+            drop = _take(faults.drops, parsed.path)
+            error = _take(faults.errors, parsed.path)
+            if faults.outage:
+                faults.outage -= 1
+                error = True
+            slow = _take(faults.slow, parsed.path)
+            redirect = faults.redirects.get(parsed.path)
+        if faults.delay or slow:
+            time.sleep(faults.delay + (faults.slow_seconds if slow else 0))
         if drop:
             request.close_connection = True
             request.connection.close()
             return
         if error:
-            return self._send(request, self.faults.status, _status_xml(self.faults.status, "Service Unavailable"))
+            reason = "Too Many Requests" if faults.status == 429 else "Service Unavailable"
+            headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
+            return self._send(request, faults.status, _status_xml(faults.status, reason), headers=headers)
+        if redirect:
+            return self._send(request, 302, b"", headers={"Location": redirect})
         accept = request.headers.get("Accept", "")
         kind = "json" if "application/json" in accept else ("xml" if "application/xml" in accept else None)
         if kind is None:
@@ -247,17 +362,19 @@ class StandIn:
             return self._diario_document(request, query.get("id", ""))
         if path == "/datosabiertos/api/legislacion-consolidada":
             return self._catalogue(request, query, kind)
-        match = re.fullmatch(r"/datosabiertos/api/legislacion-consolidada/id/([^/]+)", path)
+        match = re.fullmatch(r"/datosabiertos/api/legislacion-consolidada/id/([^/]+)(/metadatos)?", path)
         if match:
-            return self._norm(request, match[1], kind)
+            return self._norm(request, match[1], kind, only_metadatos=bool(match[2]))
         match = re.fullmatch(r"/datosabiertos/api/boe/sumario/(\d{8})", path)
         if match:
             return self._sumario(request, match[1], kind)
         return self._send(request, 404, _status_xml(404, NOT_FOUND))
 
-    def _send(self, request, status: int, body: bytes, content_type: str = "application/xml") -> None:
+    def _send(self, request, status: int, body: bytes, content_type: str = "application/xml", headers=None) -> None:
         request.send_response(status)
         request.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            request.send_header(name, value)
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
         request.wfile.write(body)
@@ -271,28 +388,46 @@ class StandIn:
             search = json.loads(query["query"]) if "query" in query else {}
         except (ValueError, json.JSONDecodeError):
             return self._send(request, 500, _status_xml(500, "Search error"))
+        faults = self.faults
         limit = PAGE_CAP if limit < 0 or limit > PAGE_CAP else limit
+        limit = min(limit, faults.page_cap)
         low, high = query.get("from", "00000000"), query.get("to", "99999999")
         with self._lock:
+            fault = faults.listing.pop(0) if faults.listing else "ok"
             items = [n for n in self.norms.values() if low <= n.fecha_actualizacion[:8] <= high]
-        if any("identificador" in s for s in search.get("sort", [])):
-            items.sort(key=lambda n: n.boe_id)
-        else:  # newest first; ties in a new order on every call, as the real paging is not stable
-            shuffled = random.sample(items, len(items))
-            items = sorted(shuffled, key=lambda n: n.fecha_actualizacion, reverse=True)
-        page = [n.item() for n in items[offset : offset + limit]]
-        body = {"status": {"code": "200", "text": "ok"}, "data": page or ""}
-        self._send(request, 200, json.dumps(body).encode(), "application/json")
+            if any("identificador" in s for s in search.get("sort", [])) and not faults.ignore_sort:
+                items.sort(key=lambda n: n.boe_id)
+            else:  # newest first; ties in a new order on every call, as the real paging is not stable
+                shuffled = self.rng.sample(items, len(items))
+                items = sorted(shuffled, key=lambda n: n.fecha_actualizacion, reverse=True)
+            page = [self._without_fields(n.item()) for n in items[offset : offset + limit]]
+            changes = faults.after_page.pop(0) if faults.after_page else None
+        if changes is not None:
+            changes(self)
+        if fault == "garbage":
+            return self._send(request, 200, b"<html>Mantenimiento</html>", "text/html")
+        status = {"code": "500", "text": "Search error"} if fault == "error" else {"code": "200", "text": "ok"}
+        data = "" if fault in ("empty", "error") else ([] if fault == "blank" else (page or ""))
+        self._send(request, 200, json.dumps({"status": status, "data": data}).encode(), "application/json")
 
-    def _norm(self, request, boe_id: str, kind: str) -> None:
+    def _without_fields(self, item: dict) -> dict:
+        for name, share in self.faults.missing.items():
+            if self.rng.random() < share:
+                item.pop(name, None)
+        return item
+
+    def _norm(self, request, boe_id: str, kind: str, only_metadatos: bool = False) -> None:
         if not ID.match(boe_id):
             return self._send(request, 400, _status_xml(400, BAD_ID))
         if kind != "xml":
             return self._send(request, 400, _status_xml(400, NOT_ACCEPTED))
-        norm = self.norms.get(boe_id)
-        if norm is None or not norm.consolidated:
+        with self._lock:
+            norm = self.norms.get(boe_id)
+            lagging = norm is not None and _take(self.faults.lagging, boe_id)
+            empty = norm is not None and not only_metadatos and _take(self.faults.empty_texts, boe_id)
+        if norm is None or not norm.consolidated or lagging:
             return self._send(request, 404, _status_xml(404, NOT_FOUND))
-        self._send(request, 200, norm.document())
+        self._send(request, 200, norm.metadatos_answer() if only_metadatos else norm.document(empty_text=empty))
 
     def _sumario(self, request, day: str, kind: str) -> None:
         published = self.diario.get(day)
@@ -306,9 +441,13 @@ class StandIn:
              "url_xml": f"https://www.boe.es/diario_boe/xml.php?id={n.boe_id}"}
             for n in published
         ]  # fmt: skip
-        leyes = {"nombre": "Leyes", "item": items[0] if len(items) == 1 else items}  # one item: an object
-        jefatura = {"codigo": "7723", "nombre": "JEFATURA DEL ESTADO", "epigrafe": leyes}
-        section_one = {"codigo": "1", "nombre": "I. Disposiciones generales", "departamento": jefatura}
+        departamentos = []
+        for name in dict.fromkeys(n.departamento[1] for n in published):  # one item: an object, as the BOE's
+            mine = [i for i, n in zip(items, published, strict=True) if n.departamento[1] == name]
+            leyes = {"nombre": "Leyes", "item": mine[0] if len(mine) == 1 else mine}
+            departamentos.append({"codigo": "7723", "nombre": name.upper(), "epigrafe": leyes})
+        section_one = {"codigo": "1", "nombre": "I. Disposiciones generales",
+                       "departamento": departamentos[0] if len(departamentos) == 1 else departamentos}  # fmt: skip
         resolution = {"identificador": f"BOE-A-{day[:4]}-999{day[4:]}", "titulo": "Resolución"}
         ayudas = {"nombre": "Ayudas", "item": resolution}
         other = {"codigo": "3", "nombre": "III. Otras disposiciones",
@@ -327,6 +466,200 @@ class StandIn:
                 if norm.boe_id == boe_id:
                     return self._send(request, 200, norm.diario())
         self._send(request, 200, b'<?xml version="1.0"?><error><descripcion>No existe</descripcion></error>')
+
+
+# --- serving a folder of real files, from the command line -----------------------------------------------------
+
+
+@dataclass
+class Folder:
+    """What `load_folder` found: norms to serve, and files it could not use (path → why)."""
+
+    norms: list[Norm] = field(default_factory=list)
+    diario: list[Norm] = field(default_factory=list)  # diario documents only (no consolidated text)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def load_folder(folder: Path) -> Folder:
+    """Real API XML files of `folder` as a catalogue: `/id/{id}` answers (metadatos and texto) are served as they
+    are; an `/id/{id}/metadatos` (or diario `<documento>`) answer and an `/id/{id}/texto` answer of the same norm
+    are joined into one; diario documents are served at `/diario_boe/xml.php` and listed in the sumario of their
+    day. Other files are skipped, each with why."""
+    found = Folder()
+    metadatos: dict[str, ET.Element] = {}
+    textos: dict[str, ET.Element] = {}
+    documents: dict[str, bytes] = {}
+    for path in sorted(Path(folder).rglob("*.xml")):
+        raw = path.read_bytes()
+        try:
+            root = ET.fromstring(raw)
+        except ET.ParseError as exc:
+            found.skipped[str(path)] = f"not XML ({exc})"
+            continue
+        meta, texto = root.find("data/metadatos"), root.find("data/texto")
+        if root.tag == "response" and meta is not None and texto is not None:
+            found.norms.append(Norm.from_document(raw))
+        elif root.tag == "response" and meta is not None:
+            metadatos[meta.findtext("identificador", "").strip()] = meta
+        elif root.tag == "response" and texto is not None:
+            textos[_texto_id(path, texto)] = texto
+        elif root.tag == "documento" and root.find("metadatos/identificador") is not None:
+            documents[root.findtext("metadatos/identificador").strip()] = raw
+        else:
+            found.skipped[str(path)] = f"not an API answer this stand-in serves (<{root.tag}>)"
+    for boe_id, texto in textos.items():
+        meta = metadatos.pop(boe_id, None)
+        if meta is None and boe_id in documents:
+            meta = _metadatos_of_document(ET.fromstring(documents[boe_id]))
+        if meta is None:
+            found.skipped[f"{boe_id} (texto)"] = "no metadatos of this norm in the folder"
+            continue
+        response = ET.fromstring(b"<response><status><code>200</code><text>ok</text></status><data/></response>")
+        response.find("data").extend([meta, texto])
+        raw = ET.tostring(response, encoding="utf-8", xml_declaration=True)
+        found.norms.append(Norm.from_document(raw, diario_raw=documents.pop(boe_id, None)))
+    for boe_id in metadatos:
+        found.skipped[f"{boe_id} (metadatos)"] = "no text of this norm in the folder"
+    for raw in documents.values():
+        meta = ET.fromstring(raw).find("metadatos")
+        found.diario.append(Norm(
+            boe_id=meta.findtext("identificador", "").strip(), titulo=meta.findtext("titulo", "").strip(),
+            fecha_actualizacion="", fecha_publicacion=meta.findtext("fecha_publicacion", "").strip(),
+            consolidated=False, diario_raw=raw,
+        ))  # fmt: skip
+    return found
+
+
+def _texto_id(path: Path, texto: ET.Element) -> str:
+    """The norm a `/texto` answer belongs to: its file name's id, else the norm of its first wording."""
+    named = re.match(r"[A-Z]{2,5}-[A-Za-z]-\d{4}-\d+", path.name)
+    if named:
+        return named[0]
+    version = texto.find("bloque/version")
+    return version.get("id_norma", "") if version is not None else ""
+
+
+def _metadatos_of_document(root: ET.Element) -> ET.Element:
+    """Catalogue-style metadatos from a diario document's: `origen_legislativo` is the `ambito`, and the
+    document's `fecha_actualizacion` (YYYYMMDDHHMMSS) the norm's."""
+    source = root.find("metadatos")
+    meta = ET.Element("metadatos")
+    stamp = root.get("fecha_actualizacion", "")
+    ET.SubElement(meta, "fecha_actualizacion").text = f"{stamp[:8]}T{stamp[8:14] or '000000'}Z"
+    for child in source:
+        if child.tag == "origen_legislativo":
+            ET.SubElement(meta, "ambito", codigo=child.get("codigo", "1")).text = child.text
+        elif child.tag in ("identificador", "departamento", "rango", "fecha_disposicion", "numero_oficial", "titulo",
+                           "diario", "fecha_publicacion", "diario_numero", "fecha_vigencia", "estatus_derogacion",
+                           "estatus_anulacion", "vigencia_agotada", "estado_consolidacion"):  # fmt: skip
+            meta.append(child)
+    return meta
+
+
+FAULT_HELP = """faults (--fault NAME[=VALUE], repeatable):
+  outage=N            the next N requests answer --status (503)
+  errors=N            every norm's first N answers are --status (503, or 429 with retry-after)
+  status=CODE         the status of errors and outages (503, 429, 500 …)
+  retry-after=VALUE   send Retry-After: VALUE (seconds, or an HTTP-date) with them
+  listing=K[,K…]      the next catalogue answers go wrong: empty, blank, error, garbage, ok
+  page-cap=N          pages hold at most N items
+  ignore-sort         answer in the default order (ties reshuffled), whatever the sort asked
+  missing=FIELD:SHARE that share of catalogue items lack FIELD (ambito, identificador, fecha_actualizacion …)
+  empty-text=ID[:N]   the next N (1) answers for ID carry an empty <texto/>
+  lag=ID[:N]          the next N (1) answers for ID are 404 while the catalogue lists it
+  delay=SECONDS       every answer waits that long"""
+
+
+def apply_fault(standin: StandIn, spec: str) -> None:
+    """Set one `--fault NAME[=VALUE]` on `standin` (ValueError, with what was wrong, for a bad one)."""
+    name, _, value = spec.partition("=")
+    faults = standin.faults
+    if name == "outage":
+        faults.outage = int(value)
+    elif name == "errors":
+        for boe_id in standin.norms:
+            faults.errors[f"/datosabiertos/api/legislacion-consolidada/id/{boe_id}"] = int(value)
+    elif name == "status":
+        faults.status = int(value)
+    elif name == "retry-after":
+        faults.retry_after = value
+    elif name == "listing":
+        kinds = value.split(",")
+        if not set(kinds) <= set(LISTING_FAULTS):
+            raise ValueError(f"listing takes {', '.join(LISTING_FAULTS)}, not {value!r}")
+        faults.listing.extend(kinds)
+    elif name == "page-cap":
+        faults.page_cap = max(1, int(value))
+    elif name == "ignore-sort":
+        faults.ignore_sort = True
+    elif name == "missing":
+        field_name, _, share = value.partition(":")
+        faults.missing[field_name] = float(share or 1)
+    elif name in ("empty-text", "lag"):
+        boe_id, _, times = value.partition(":")
+        (faults.empty_texts if name == "empty-text" else faults.lagging)[boe_id] = int(times or 1)
+    elif name == "delay":
+        faults.delay = float(value)
+    else:
+        raise ValueError(f"unknown fault {name!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m legalsearch.standin", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A local stand-in for the BOE open-data API, to try `legalsearch sync` offline:\n"
+        "  python -m legalsearch.standin --catalogue corpora/sample/boe-api --port 8099\n"
+        "  legalsearch sync --api http://127.0.0.1:8099/datosabiertos/api --index /tmp/mirror",
+        epilog=FAULT_HELP,
+    )  # fmt: skip
+    parser.add_argument("--port", type=int, default=8099, help="port on 127.0.0.1 (0: any free one) [8099]")
+    parser.add_argument("--catalogue", type=Path, action="append", default=[],
+                        help="a folder of real API XML files to serve (repeatable)")  # fmt: skip
+    parser.add_argument("--synthetic", type=int, default=0, help="also serve this many made-up norms [0]")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the made-up norms and of random faults")
+    parser.add_argument("--fault", action="append", default=[], metavar="NAME[=VALUE]", help="see below")
+    args = parser.parse_args(argv)
+    standin = StandIn(port=args.port, seed=args.seed)
+    skipped: dict[str, str] = {}
+    for folder in args.catalogue:
+        if not folder.is_dir():
+            print(f"error: --catalogue {folder}: no such folder", file=sys.stderr)
+            return 2
+        found = load_folder(folder)
+        standin.add(found.norms)
+        for norm in found.diario:
+            standin.diario.setdefault(norm.fecha_publicacion, []).append(norm)
+        for norm in found.norms:
+            if norm.diario_raw is not None:
+                standin.diario.setdefault(norm.fecha_publicacion, []).append(norm)
+        skipped.update(found.skipped)
+    standin.add(synthetic_norms(args.synthetic, seed=args.seed))
+    if not standin.norms:
+        print("error: nothing to serve: give --catalogue FOLDER (real API XML files) or --synthetic N", file=sys.stderr)
+        return 2
+    for spec in args.fault:
+        try:
+            apply_fault(standin, spec)
+        except ValueError as exc:
+            print(f"error: --fault {spec}: {exc}; see --help", file=sys.stderr)
+            return 2
+    for path, why in skipped.items():
+        print(f"note: skipped {path}: {why}", file=sys.stderr)
+    try:
+        standin.start()
+    except OSError as exc:
+        print(f"error: --port {args.port}: cannot listen on 127.0.0.1 ({exc.strerror}); try another", file=sys.stderr)
+        return 2
+    print(standin.url, flush=True)
+    print(f"serving {len(standin.norms):,} norms and {sum(map(len, standin.diario.values()))} diario documents; "
+          f"try: legalsearch sync --api {standin.url} --ambito todo --index /tmp/mirror (Ctrl-C stops)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        standin.stop()
+    return 0
 
 
 def _status_xml(code: int, text: str) -> bytes:
@@ -359,3 +692,7 @@ def synthetic_norms(count: int, seed: int = 0, articles: int = 2, start: str = "
         )  # fmt: skip
         norms.append(norm)
     return norms
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

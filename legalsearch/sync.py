@@ -1,26 +1,40 @@
 """`legalsearch sync`: mirror the BOE's catalogue of consolidated legislation into an index, and keep it current.
 
-A run: list the catalogue (`GET {api}/legislacion-consolidada`, pages of up to 10,000 ordered by id, repeated
-ids dropped) — the whole of it on the first run, every `FULL_EVERY` days and with `--full`, otherwise the window
-of norms updated since the last run (`from`); select (ámbito, rango, a list of ids, in force only); compare with
-what the index recorded of each norm (`norms`: its `fecha_actualizacion` and state); fetch, one request at a
-time at `--rate`, exactly the norms that are new or whose `fecha_actualizacion` changed; index them (one commit:
-`indexing.build`); remove from the index the norms the catalogue no longer lists (seen on a full listing), whose
-text now answers 404, or that no longer pass the selection; record every norm's state and the run (`syncs`).
+A run: list the catalogue (`GET {api}/legislacion-consolidada`, pages of up to 10,000 asked in id order) — the
+whole of it on the first run, every `FULL_EVERY` days, with `--full` and whenever the selection changed, otherwise
+the window of norms updated since the start of the last complete run (minus `WINDOW_OVERLAP` days); select
+(ámbito, rango, a list of ids, in force only); compare with what the index recorded of each norm (`norms`: its
+`fecha_actualizacion` and state); fetch, one request at a time at `--rate`, exactly the norms that are new,
+changed, or left to retry; index them in batches (`BATCH_NORMS` norms or about `BATCH_MINUTES` of work each, each
+an ordinary `indexing.build` commit, every norm's state recorded after it); remove what the catalogue no longer
+has or the selection no longer wants; record the run (`syncs`).
+
+Never trusts a bad listing (`list_catalogue`): every answer's envelope is checked (`status.code`, the `data`
+type), pages overlap by one item and must meet in id order (a page that starts past the last one is asked again
+from further back), the end is an answer with nothing new, asked twice on a full listing, and a listing that
+was not in id order, lost items (no `identificador`) or failed is never used to remove anything. A norm missing
+from a sound full listing is removed only when its own endpoint answers 404 too, and one run removes at most
+`REMOVAL_SHARE` of the index (at least `REMOVAL_FLOOR` norms) unless `allow_removals`; items missing a field the
+selection needs are decided on the norm's own metadatos. A 404 for a norm the catalogue lists is an answer to
+try again next run, not a removal; an answer with an empty text is a failure, not a law.
 
 Resumable: fetched texts are cached whole (written and renamed) and reused while their `fecha_actualizacion`
-matches the catalogue's, and the index skips sources whose bytes it holds; a killed run, run again, fetches and
-embeds only what it had not finished. A norm that answered 404 is recorded and not asked again until the
-catalogue shows it updated.
+matches the catalogue's; each batch is committed and recorded before the next, and the index skips sources
+whose bytes it holds, so a killed run, run again, fetches and embeds only what it had not finished (at most one
+batch again). After `BREAKER` failed norms in a row (the API is down) the run stops, records the norms it did
+not try as pending (asked again by the next run, window or not) and exits 1.
 
-With `--diario`, the daily sumarios since `--since` (or the last diario run) are read too: each new norm of
-section I (disposiciones generales) is fetched as published in the daily BOE and indexed as original text, not
-consolidated, until the consolidated version appears in the catalogue and replaces it.
+With `--diario`, the daily sumarios since `--since` (or the last day read) are read too: each new norm of
+section I (disposiciones generales) that passes the selection is fetched as published in the daily BOE and
+indexed as original text, not consolidated, until the consolidated version appears in the catalogue and
+replaces it. Only days read are marked read: a failed day, and today while it has no sumario yet, are read
+again next run.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 import sqlite3
@@ -30,20 +44,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import indexing, store
-from .errors import FetchError, UsageError
+from .embedding import load_encoder
+from .errors import FetchError, ParseError, UsageError
+from .sources import read_id_list
 from .sources.fetch import BOEClient, NotFound
 from .sources.structure import fold
 
 AMBITOS = {"estatal": ("1",), "autonomico": ("2",), "todo": ("1", "2")}
 FULL_EVERY = 7  # days between full listings of the catalogue (a window can miss a norm; a full listing cannot)
 PAGE = 10_000  # the API's largest page
-WINDOW_OVERLAP = 1  # days a window listing reaches back before the last run
+WINDOW_OVERLAP = 1  # days a window listing reaches back before the start of the last complete run
+REMOVAL_SHARE = 0.05  # the most of the index one run may remove without --allow-removals …
+REMOVAL_FLOOR = 20  # … or this many norms, whichever is more
+BREAKER = 5  # failed norms in a row that stop a run (the API is down)
+BATCH_NORMS = 200  # the most norms one commit holds …
+BATCH_MINUTES = 10.0  # … and about how long one batch should take (fetch and embed), sized from the last one
+FIRST_BATCH = 20  # the first batch of a run, before its pace is known
+STEP_BACKS = 8  # times a page that does not meet the last one is asked again from further back
 # For estimates: the real catalogue is ~12,400 norms and ~0.5 M chunks; a model of the legal model's size embeds
 # 2.42 chunks/s on a 2-core CPU (openvino bf16, 256 tokens) and 707/s on one H200 (torch fp16, 512 tokens), as
 # measured with bench/backends.py and bench/gpu.py (README).
 CHUNKS_PER_NORM = 40
 CPU_CHUNKS_PER_S = 2.42
 GPU_CHUNKS_PER_S = 707.0
+RETRIED = ("failed", "missing", "pending")  # states fetched again on the next run, listed or not
+IN_INDEX = ("indexed", "diario")
 
 
 @dataclass
@@ -59,38 +84,78 @@ class Selection:
         if self.ambito not in AMBITOS:
             raise UsageError(f"unknown --ambito {self.ambito!r}; choose one of {', '.join(AMBITOS)}")
 
-    def accepts(self, item: dict) -> bool:
-        if self.ids is not None and item["identificador"] not in self.ids:
-            return False
-        if self.ids is None and _code(item.get("ambito")) not in AMBITOS[self.ambito]:
+    def accepts(self, item: dict) -> bool | None:
+        """Whether the index wants this catalogue item; None when a field the answer needs is missing."""
+        if self.ids is not None:
+            if item.get("identificador") not in self.ids:
+                return False
+        elif not isinstance(item.get("ambito"), dict | str) or not _code(item.get("ambito")):
+            return None
+        elif _code(item.get("ambito")) not in AMBITOS[self.ambito]:
             return False
         if self.rangos:
-            rango = item.get("rango") or {}
-            names = {fold(str(rango.get("texto", ""))), str(rango.get("codigo", ""))}
+            rango = item.get("rango")
+            if not rango:
+                return None
+            names = {fold(str(rango.get("texto", ""))), str(rango.get("codigo", ""))} if isinstance(rango, dict) \
+                else {fold(str(rango))}  # fmt: skip
             if not names & {fold(r) for r in self.rangos}:
                 return False
-        return not (self.vigentes and item.get("vigencia_agotada") == "S")
+        if self.vigentes:
+            if item.get("vigencia_agotada") not in ("S", "N"):
+                return None
+            return item["vigencia_agotada"] == "N"
+        return True
+
+    def record(self) -> dict:
+        """What the run log keeps of the selection (the ids as a digest): a different one re-plans in full."""
+        ids = None if self.ids is None else hashlib.sha256("\n".join(sorted(self.ids)).encode()).hexdigest()[:16]
+        return {"ambito": self.ambito, "rangos": sorted(fold(r) for r in self.rangos), "ids": ids,
+                "vigentes": self.vigentes}  # fmt: skip
+
+
+def read_ids(path: Path) -> frozenset[str]:
+    """The ids of an `--ids` file; UsageError (one line, exit 2) when it is missing or a line is not an id."""
+    if not Path(path).is_file():
+        raise UsageError(f"{path}: no such file; --ids takes a file of BOE ids, one per line")
+    try:
+        return frozenset(read_id_list(Path(path)))
+    except ParseError as exc:
+        raise UsageError(f"--ids {exc}; fix that line (one BOE id a line, # for comments)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--ids {path}: cannot read it ({exc})") from None
 
 
 @dataclass
 class SyncReport:
     index: str
+    started: str = ""  # when the run began (UTC): the next window starts from it
+    selection: dict = field(default_factory=dict)
     listing: str = "full"  # or "window since YYYYMMDD"
     listed: int = 0
     selected: int = 0
     new: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    derogated: list[str] = field(default_factory=list)  # among new and changed: vigencia agotada or derogated
-    removed: list[str] = field(default_factory=list)  # dropped from the index: gone, 404, no longer selected
-    gone: list[str] = field(default_factory=list)  # no longer in the catalogue (full listing)
-    missing: list[str] = field(default_factory=list)  # the text answers 404 (not consolidated, withdrawn)
+    changed: list[str] = field(default_factory=list)  # updated, or retried (failed, 404, pending before)
+    derogated: list[str] = field(default_factory=list)  # fetched and derogated, annulled or no longer in force
+    removed: list[str] = field(default_factory=list)  # dropped from the index: gone, no longer selected
+    gone: list[str] = field(default_factory=list)  # no longer in the catalogue, nor at its own endpoint (404)
+    kept: list[str] = field(default_factory=list)  # missing from the listing but still at the API: kept
+    missing: list[str] = field(default_factory=list)  # listed, but the text answers 404: asked again next run
     failed: dict[str, str] = field(default_factory=dict)  # boe_id → why
+    pending: list[str] = field(default_factory=list)  # not tried (the run stopped): first in line next run
+    unknown_ids: list[str] = field(default_factory=list)  # ids of --ids the catalogue does not list
+    doubts: list[str] = field(default_factory=list)  # why the listing was not used to remove anything
+    refused: str | None = None  # removals over the limit, not made
+    stopped: str | None = None  # the run stopped early (the API is down)
+    listing_error: str | None = None  # the catalogue could not be listed: nothing done
     diario: list[str] = field(default_factory=list)  # indexed from the daily BOE (original text)
-    diario_until: str | None = None  # the last day of sumarios read
+    diario_until: str | None = None  # the last day of sumarios read, every day before it read too
     sources: dict[str, str] = field(default_factory=dict)  # boe_id → the cached text indexed
     unchanged: int = 0
     fetched: int = 0
     requests: int = 0
+    throttled: int = 0  # answers 429
+    batches: int = 0  # commits of fetched norms
     embedded: int = 0
     chunks: int = 0
     commit: int | None = None
@@ -104,8 +169,23 @@ class SyncReport:
         return data
 
     @property
+    def complete(self) -> bool:
+        """The run listed the catalogue and tried every norm it planned (the next window may start from it)."""
+        return self.listing_error is None and self.stopped is None and not self.dry_run
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.stopped or self.refused or self.listing_error else 0
+
+    def problems(self) -> list[str]:
+        """One line for each thing that went wrong (the run stopping is one line, not one per norm)."""
+        if self.listing_error:
+            return [f"{self.listing_error}: nothing was fetched or removed; run sync again later"]
+        if self.stopped:
+            lines = [self.stopped]
+        else:
+            lines = [f"{boe_id}: {why}" if not why.startswith(boe_id) else why for boe_id, why in self.failed.items()]
+        return lines + ([self.refused] if self.refused else [])
 
 
 @dataclass
@@ -118,6 +198,9 @@ class SyncOptions:
     since: str | None = None  # YYYY-MM-DD: the first day of sumarios to read
     page: int = PAGE
     build: indexing.BuildOptions = field(default_factory=indexing.BuildOptions)
+    allow_removals: bool = False  # remove more than the limit (REMOVAL_SHARE, REMOVAL_FLOOR) in one run
+    batch_norms: int = BATCH_NORMS
+    batch_minutes: float = BATCH_MINUTES
 
 
 def sync(
@@ -131,100 +214,194 @@ def sync(
 ) -> SyncReport:
     """One sync run of `index` against the API `client` talks to (see the module's docstring)."""
     options.selection.check()
+    client.check()
     if options.rate <= 0:
         raise UsageError(f"--rate must be above 0 requests per second (got {options.rate})")
     client.delay = 1.0 / options.rate
     started = time.perf_counter()
     index = Path(index)
-    report = SyncReport(str(index), dry_run=options.dry_run)
+    report = SyncReport(str(index), started=store.now(), selection=options.selection.record(),
+                        dry_run=options.dry_run)  # fmt: skip
     tick = progress or (lambda stage, done, total: None)
     say = notify or (lambda message: None)
     with store.WriterLock(index):
         store.tidy(index)
         state = _read_state(index)
-        since = _window_start(state, options.full)
+        since = _window_start(state, options.full, report.selection)
         report.listing = "full" if since is None else f"window since {since}"
-        items = list_catalogue(client, options.page, since, tick)
-        report.listed = len(items)
-        plan = _plan(items, state, options.selection, since is None, report)
+        try:
+            listing = list_catalogue(client, options.page, since, tick, confirm_end=since is None)
+        except FetchError as exc:
+            report.listing_error = f"listing the catalogue failed ({exc})"
+            return _finish(index, report, client, started)
+        held = sum(1 for r in state["norms"].values() if r["indexed"])
+        if since is None and not listing.items and held:
+            report.listing_error = f"the BOE API listed no norm at all on a full listing (the index holds {held:,})"
+            return _finish(index, report, client, started)
+        report.listed = len(listing.items)
+        report.doubts = listing.doubts
+        plan = _plan(listing, state, options.selection, since is None, report)
         if options.dry_run:
             report.estimate = _estimate(plan, options.rate)
-            report.requests = client.requests
-            report.seconds = time.perf_counter() - started
-            return report
-        paths = _fetch(client, plan, state, report, tick, say)
-        if options.diario:
-            paths += _diario(client, state, options, report, tick, say)
-        _index(index, paths, plan, options, report, encoder, progress, notify)
-        _record(index, plan, report)
+            return _finish(index, report, client, started, log=False)
+        _remove(index, client, plan, state, options, report, say)
+        if plan.fetch or options.diario:
+            encoder = encoder or _load_model(index, options.build, notify)
+        _fetch_and_index(index, client, plan, state, options, report, encoder, tick, say, progress, notify)
+        if options.diario and not report.stopped:
+            paths = _diario(client, state, options, report, tick, say)
+            _index_batch(index, paths, options, report, encoder, progress, notify)
+            _record(index, [(b, None, "diario", None) for b in report.diario if b not in report.failed])
+    return _finish(index, report, client, started, log=True)
+
+
+def _finish(index: Path, report: SyncReport, client: BOEClient, started: float, log: bool = True) -> SyncReport:
     report.requests = client.requests
+    report.throttled = client.throttled
     report.seconds = time.perf_counter() - started
-    _log(index, report)
+    if store.is_index(index):
+        manifest = store.read_manifest(index)
+        report.commit, report.chunks = manifest["commit"], manifest["counts"]["chunks"]
+        if log:
+            _log(index, report)
     return report
+
+
+def _load_model(index: Path, build: indexing.BuildOptions, notify):
+    """The embedding model, loaded once for every batch of the run (the one the index was built with)."""
+    match = store.read_manifest(index)["model"] if store.is_index(index) else None
+    model_id = build.model or (match["id"] if match else None)
+    return load_encoder(model_id, build.device, notify, backend=build.backend, precision=build.precision, match=match)
 
 
 # --- listing ------------------------------------------------------------------------------------------------
 
 
-def list_catalogue(client: BOEClient, page: int, since: str | None, tick=None) -> dict[str, dict]:
-    """Every catalogue item (updated since `since`, YYYYMMDD, when given), by id: pages ordered by id, read
-    until a short or empty page; an id met twice (a page that shifted) keeps its latest update."""
-    items: dict[str, dict] = {}
-    offset = 0
+@dataclass
+class Listing:
+    """The catalogue as listed: items by id, and whether it may be trusted to say what is gone."""
+
+    items: dict[str, dict] = field(default_factory=dict)
+    ordered: bool = True  # every page in id order, each meeting the one before
+    malformed: int = 0  # items without an identificador
+    doubts: list[str] = field(default_factory=list)
+
+    @property
+    def sound(self) -> bool:
+        return not self.doubts
+
+
+def list_catalogue(client: BOEClient, page: int, since: str | None, tick=None, confirm_end: bool = False) -> Listing:
+    """The catalogue (updated since `since`, YYYYMMDD, when given), every answer checked (see the module's
+    docstring). A listing in doubt is asked a second time and the two are merged; an id met twice keeps its
+    latest update. A failed page raises FetchError."""
+    listing = _list_once(client, page, since, tick, confirm_end)
+    if listing.doubts:
+        again = _list_once(client, page, since, tick, confirm_end)
+        for boe_id, item in again.items.items():
+            _keep_latest(listing.items, boe_id, item)
+    return listing
+
+
+def _list_once(client: BOEClient, page: int, since: str | None, tick, confirm_end: bool) -> Listing:
+    listing = Listing()
+    offset, last, back, confirmed = 0, None, 1, False
     while True:
         batch = client.catalogue_page(offset, page, since)
-        for item in batch:
-            boe_id = item.get("identificador") if isinstance(item, dict) else None
-            if not boe_id:
+        named = [(_id_of(item), item) for item in batch]
+        ids = [b for b, _ in named if b is not None]
+        if ids != sorted(ids) and listing.ordered:
+            listing.ordered = False
+            listing.doubts.append("the API did not answer in id order")
+        if listing.ordered and last is not None and ids and ids[0] > last:  # a gap: items left before this page
+            if back <= 2**STEP_BACKS and offset > 0:
+                offset, back = max(0, offset - back), back * 2
                 continue
-            known = items.get(boe_id)
-            if known is None or str(item.get("fecha_actualizacion", "")) > str(known.get("fecha_actualizacion", "")):
-                items[boe_id] = item
-        offset += len(batch)
+            listing.ordered = False
+            listing.doubts.append(f"pages did not meet at offset {offset}")
+        back = 1
+        listing.malformed += len(batch) - len(ids)
+        new = len(set(ids) - set(listing.items))
+        for boe_id, item in named:
+            if boe_id is not None:
+                _keep_latest(listing.items, boe_id, item)
         if tick:
-            tick("list", len(items), len(items))
-        if len(batch) < page:
-            return items
+            tick("list", len(listing.items), len(listing.items))
+        if not batch or (offset and not new):  # nothing new: the end (asked twice on a full listing)
+            if len(batch) > 1:
+                listing.doubts.append(f"the page at offset {offset} held nothing new")
+            if confirm_end and not confirmed:
+                confirmed = True
+                continue
+            break
+        confirmed = False
+        last = ids[-1] if ids else last
+        offset += max(len(batch) - 1, 1)  # the next page starts with this one's last item
+    if listing.malformed:
+        listing.doubts.append(f"{listing.malformed} items without an identificador")
+    return listing
+
+
+def _id_of(item) -> str | None:
+    boe_id = item.get("identificador") if isinstance(item, dict) else None
+    return boe_id.strip() if isinstance(boe_id, str) and boe_id.strip() else None
+
+
+def _keep_latest(items: dict[str, dict], boe_id: str, item: dict) -> None:
+    known = items.get(boe_id)
+    if known is None or str(item.get("fecha_actualizacion", "")) > str(known.get("fecha_actualizacion", "")):
+        items[boe_id] = item
 
 
 @dataclass
 class Plan:
-    fetch: dict[str, dict] = field(default_factory=dict)  # boe_id → catalogue item, new or changed
-    remove: set[str] = field(default_factory=set)
+    fetch: dict[str, dict] = field(default_factory=dict)  # boe_id → catalogue item, new, changed or retried
+    remove: set[str] = field(default_factory=set)  # to remove (gone candidates are confirmed first)
     unselected: set[str] = field(default_factory=set)
+    candidates: set[str] = field(default_factory=set)  # in the index, missing from a sound full listing
+    forget: set[str] = field(default_factory=set)  # recorded, never indexed, missing from a full listing
 
 
-def _plan(items: dict[str, dict], state: dict, selection: Selection, full: bool, report: SyncReport) -> Plan:
+def _plan(listing: Listing, state: dict, selection: Selection, full: bool, report: SyncReport) -> Plan:
     plan = Plan()
     norms = state["norms"]
-    for boe_id, item in items.items():
+    for boe_id, item in listing.items.items():
         recorded = norms.get(boe_id)
-        if not selection.accepts(item):
-            if recorded and recorded["state"] in ("indexed", "diario"):
+        wanted = selection.accepts(item)
+        updated = item.get("fecha_actualizacion")
+        undecided = wanted is None and recorded and recorded["state"] == "unselected"
+        if undecided and (not updated or recorded["fecha_actualizacion"] == str(updated)):
+            continue  # its own metadatos said no; nothing says otherwise
+        if wanted is False:
+            if recorded and recorded["state"] in IN_INDEX:
                 plan.remove.add(boe_id)
+            if recorded and recorded["state"] != "unselected":
                 plan.unselected.add(boe_id)
             continue
         report.selected += 1
-        updated = str(item.get("fecha_actualizacion", ""))
-        if recorded is None or recorded["state"] in ("gone", "diario", "unselected"):
+        if recorded is None or recorded["state"] in ("gone", "unselected", "diario"):
             report.new.append(boe_id)
-        elif recorded["fecha_actualizacion"] != updated or recorded["state"] == "failed":
+        elif recorded["state"] in RETRIED or (updated and recorded["fecha_actualizacion"] != str(updated)):
             report.changed.append(boe_id)
-        else:
+        else:  # unchanged, or no date to compare: kept as it is (a listing with the date will tell)
             report.unchanged += 1
             continue
         plan.fetch[boe_id] = item
-        if item.get("vigencia_agotada") == "S" or item.get("estatus_derogacion") == "S":
-            report.derogated.append(boe_id)
+    if full and selection.ids is not None:
+        report.unknown_ids = sorted(selection.ids - set(listing.items))
     for boe_id, recorded in norms.items():
-        if boe_id in items:
+        if boe_id in listing.items:
             continue
-        if full and recorded["state"] in ("indexed", "missing", "failed"):  # the whole catalogue lacks it
-            report.gone.append(boe_id)
-            plan.remove.add(boe_id)
-        elif not full and recorded["state"] == "failed":  # failed last time, outside this window: try again
-            report.changed.append(boe_id)
-            plan.fetch[boe_id] = {"identificador": boe_id, "fecha_actualizacion": None}
+        if full and recorded["state"] in ("indexed", *RETRIED):  # a diario norm is not in the catalogue yet
+            if not listing.sound:
+                continue  # a listing in doubt removes nothing; retried norms wait for a sound one
+            if recorded["state"] == "indexed" or recorded.get("indexed"):
+                plan.candidates.add(boe_id)
+            else:
+                plan.forget.add(boe_id)
+        elif recorded["state"] in RETRIED and (selection.ids is None or boe_id in selection.ids):
+            report.changed.append(boe_id)  # outside this window: asked by id
+            plan.fetch[boe_id] = {"identificador": boe_id, "fecha_actualizacion": None, "retry": True}
     return plan
 
 
@@ -237,99 +414,303 @@ def _estimate(plan: Plan, rate: float) -> dict:
         "chunks_to_embed_about": chunks,
         "embed_hours_cpu_about": round(chunks / CPU_CHUNKS_PER_S / 3600, 2),
         "embed_hours_h200_about": round(chunks / GPU_CHUNKS_PER_S / 3600, 3),
-        "remove": sorted(plan.remove),
+        "remove": sorted(plan.remove | plan.candidates),
     }
 
 
-# --- fetching -----------------------------------------------------------------------------------------------
+# --- removing -----------------------------------------------------------------------------------------------
+
+
+def removal_limit(indexed: int) -> int:
+    """The most norms one run removes without --allow-removals."""
+    return max(REMOVAL_FLOOR, int(REMOVAL_SHARE * indexed))
+
+
+def _remove(index: Path, client: BOEClient, plan: Plan, state: dict, options, report: SyncReport, say) -> None:
+    """Remove the unselected norms and those gone from the catalogue (each confirmed by a 404 of its own
+    endpoint), within the limit; record them. Over the limit, nothing is removed and the run says why."""
+    indexed = sum(1 for r in state["norms"].values() if r["state"] in IN_INDEX)
+    wanted = len(plan.remove) + len(plan.candidates)
+    limit = removal_limit(indexed)
+    if wanted > limit and not options.allow_removals:
+        report.refused = (
+            f"refused to remove {wanted:,} norms ({len(plan.candidates):,} missing from the listing, "
+            f"{len(plan.remove):,} no longer selected): one run removes at most {limit:,} (5 % of the "
+            f"{indexed:,} indexed, at least {REMOVAL_FLOOR}); if that is right, run again with --allow-removals"
+        )
+        plan.remove.clear()
+        plan.unselected.clear()
+        return
+    if plan.candidates:
+        say(f"checking {len(plan.candidates)} norms the catalogue no longer lists")
+    for boe_id in sorted(plan.candidates):
+        try:
+            still_there = client.exists(boe_id)
+        except FetchError:
+            continue  # cannot tell: kept, asked again at the next full listing
+        if still_there:
+            report.kept.append(boe_id)
+        else:
+            report.gone.append(boe_id)
+            plan.remove.add(boe_id)
+    present = _laws_in(index) & plan.remove if plan.remove and store.is_index(index) else set()
+    if present:
+        store.commit(index, store.Change(removed=present, kind="sync"))
+    report.removed = sorted(present)
+    gone = set(report.gone) | plan.forget
+    _record(index, [(b, None, "gone", None) for b in sorted(gone)]
+            + [(b, None, "unselected", None) for b in sorted(plan.unselected)])  # fmt: skip
+    for boe_id in sorted(gone):
+        _drop_cached(client, boe_id)
+
+
+def _drop_cached(client: BOEClient, boe_id: str) -> None:
+    """Delete the cached texts of a gone norm: only the files this client wrote for that id."""
+    for path in (client.path_for(boe_id), client.cache / "diario" / f"{boe_id}.xml"):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4096)
+        except OSError:
+            continue
+        if f"<identificador>{boe_id}</identificador>".encode() in head:
+            path.unlink(missing_ok=True)
+
+
+# --- fetching and indexing, in batches ----------------------------------------------------------------------
 
 
 UPDATED = re.compile(rb"<fecha_actualizacion>\s*([0-9TZ]+)\s*</fecha_actualizacion>")
+FLAGS = re.compile(rb"<(estatus_derogacion|estatus_anulacion|vigencia_agotada)>\s*S\s*</")
 
 
 def _cached_update(path: Path) -> str | None:
     """The `fecha_actualizacion` recorded in a cached norm's metadatos (None when absent or unreadable)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8192)
-    except OSError:
-        return None
+    head = _head(path)
     found = UPDATED.search(head)
     return found[1].decode() if found else None
 
 
-def _fetch(client: BOEClient, plan: Plan, state: dict, report: SyncReport, tick, say) -> list[Path]:
-    """Fetch each planned norm once (a cached text of the same update is reused); 404s and failures recorded."""
-    paths: list[Path] = []
+def _head(path: Path, size: int = 16384) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def _metadatos_item(path: Path) -> dict:
+    """The fields of a fetched norm's metadatos that the selection looks at, as a catalogue item has them."""
+    head = _head(path).decode("utf-8", "replace")
+    item: dict = {}
+    for tag in ("ambito", "rango"):
+        found = re.search(rf'<{tag} codigo="([^"]*)">([^<]*)</{tag}>', head)
+        if found:
+            item[tag] = {"codigo": found[1], "texto": found[2]}
+    found = re.search(r"<vigencia_agotada>\s*([SN])\s*</", head)
+    if found:
+        item["vigencia_agotada"] = found[1]
+    found = re.search(r"<identificador>\s*([^<\s]+)\s*</", head)
+    if found:
+        item["identificador"] = found[1]
+    return item
+
+
+class _Breaker:
+    """Counts failed norms in a row; open after `BREAKER` of them."""
+
+    def __init__(self) -> None:
+        self.row = 0
+
+    def record(self, ok: bool) -> bool:
+        self.row = 0 if ok else self.row + 1
+        return self.row >= BREAKER
+
+
+def _fetch_and_index(index, client, plan: Plan, state, options, report, encoder, tick, say, progress, notify) -> None:
     todo = sorted(plan.fetch)
-    if todo:
-        say(f"fetching {len(todo):,} norms at {1 / client.delay:g} requests/s: about {len(todo) * client.delay:,.0f} s")
-    for done, boe_id in enumerate(todo):
-        tick("fetch", done, len(todo))
-        item = plan.fetch[boe_id]
-        cached = client.path_for(boe_id)
-        fresh = cached.exists() and _cached_update(cached) == str(item.get("fecha_actualizacion"))
-        try:
-            path = cached if fresh else client.get(boe_id, refresh=True)
-            paths.append(path)
-            report.sources[boe_id] = str(path)
-            report.fetched += 0 if fresh else 1
-        except NotFound:
-            report.missing.append(boe_id)
-            if state["norms"].get(boe_id, {}).get("state") in ("indexed", "diario"):
-                plan.remove.add(boe_id)
-        except FetchError as exc:
-            report.failed[boe_id] = str(exc)
+    if not todo:
+        return
+    say(f"fetching {len(todo):,} norms at {1 / client.delay:g} requests/s: about {len(todo) * client.delay:,.0f} s")
+    breaker, done, size = _Breaker(), 0, min(FIRST_BATCH, options.batch_norms)
+    while done < len(todo) and not report.stopped:
+        began = time.perf_counter()
+        batch = todo[done : done + size]
+        rows, paths = [], []
+        for boe_id in batch:
+            tick("fetch", done, len(todo))
+            done += 1
+            row, path = _fetch_one(client, boe_id, plan.fetch[boe_id], state, options.selection, report)
+            rows.append(row)
+            if path is not None:
+                paths.append(path)
+            if breaker.record(row[2] not in ("failed",)):
+                report.stopped = _stop_line(report, todo[done:], row[3])
+                break
+        built = _index_batch(index, paths, options, report, encoder, progress, notify)
+        _record(index, [_outcome(row, built, report) for row in rows])
+        store.pause(f"sync-batch-{report.batches}")
+        size = _next_size(size, len(batch), time.perf_counter() - began, options)
+    if report.stopped:
+        report.pending = todo[done:]
+        _record(index, [(b, state["norms"].get(b, {}).get("fecha_actualizacion"), "pending", None)
+                        for b in report.pending])  # fmt: skip
     tick("fetch", len(todo), len(todo))
-    return paths
+
+
+def _outcome(row: tuple, built: bool, report: SyncReport) -> tuple:
+    """A fetched norm's row once its batch was indexed: failed when indexing it failed."""
+    boe_id, state = row[0], row[2]
+    if state != "indexed":
+        return row
+    if boe_id in report.failed or not built:
+        report.failed.setdefault(boe_id, "not indexed (its batch failed)")
+        report.sources.pop(boe_id, None)
+        return (boe_id, None, "failed", report.failed[boe_id])
+    return row
+
+
+def _stop_line(report: SyncReport, left: list[str], why: str | None) -> str:
+    return (f"stopped after {BREAKER} norms in a row failed (last: {why}); {len(report.failed)} failed and "
+            f"{len(left):,} not tried are kept for the next run, which continues from them")  # fmt: skip
+
+
+def _next_size(size: int, fetched: int, seconds: float, options: SyncOptions) -> int:
+    """The next batch's size: about `batch_minutes` of work at the pace of the last batch, within bounds."""
+    if fetched < size or seconds <= 0:
+        return size
+    return max(1, min(options.batch_norms, int(options.batch_minutes * 60 / (seconds / fetched))))
+
+
+def _fetch_one(client, boe_id: str, item: dict, state, selection: Selection, report) -> tuple[tuple, Path | None]:
+    """Fetch one planned norm (a cached text of the same update is reused): its `norms` row and its file."""
+    recorded = state["norms"].get(boe_id, {})
+    listed = item.get("fecha_actualizacion")
+    cached = client.path_for(boe_id)
+    fresh = bool(listed) and cached.exists() and _cached_update(cached) == str(listed)
+    try:
+        path = cached if fresh else client.get(boe_id, refresh=True)
+    except NotFound:
+        report.missing.append(boe_id)
+        return (boe_id, recorded.get("fecha_actualizacion"), "missing", "404"), None
+    except FetchError as exc:
+        report.failed[boe_id] = str(exc)
+        return (boe_id, recorded.get("fecha_actualizacion"), "failed", str(exc)), None
+    report.fetched += 0 if fresh else 1
+    if selection.accepts(item) is None and selection.accepts(_metadatos_item(path)) is False:  # decided on its own
+        return (boe_id, _cached_update(path), "unselected", None), None
+    if FLAGS.search(_head(path)):
+        report.derogated.append(boe_id)
+    report.sources[boe_id] = str(path)
+    return (boe_id, _cached_update(path) or (str(listed) if listed else None), "indexed", None), path
+
+
+def _index_batch(index: Path, paths: list[Path], options, report, encoder, progress, notify) -> bool:
+    """One commit of these sources (an ordinary `indexing.build`); their failures go to `report.failed`."""
+    if not paths:
+        return False
+    try:
+        built = indexing.build([str(p) for p in paths], index, options.build, encoder=encoder, progress=progress,
+                               notify=notify)  # fmt: skip
+    except indexing.NothingToIndex as exc:
+        for error in exc.errors:
+            report.failed[_boe_id_of(str(error))] = str(error)
+        return False
+    for error in built.errors:
+        report.failed[_boe_id_of(str(error))] = str(error)
+    report.embedded += built.embedded
+    report.batches += 1
+    return True
 
 
 def _diario(client: BOEClient, state: dict, options: SyncOptions, report: SyncReport, tick, say) -> list[Path]:
-    """New norms of section I of the daily BOE since `options.since` (or the day after the last diario run),
-    fetched as published."""
+    """New norms of section I of the daily BOE since `options.since` (or the day after the last day read) that
+    pass the selection, fetched as published. Marks read only the days before the first that failed, and today
+    only once it has a sumario."""
     today = datetime.date.today()
-    first = _day(options.since) if options.since else state["diario_until"] or today - datetime.timedelta(days=14)
-    if options.since is None and state["diario_until"]:
+    if options.since:
+        first = _day(options.since)
+    elif state["diario_until"]:
         first = state["diario_until"] + datetime.timedelta(days=1)
+    else:
+        first = today - datetime.timedelta(days=14)
     days = [first + datetime.timedelta(days=n) for n in range((today - first).days + 1)]
     say(f"reading {len(days)} daily sumarios from {first.isoformat()}")
     paths: list[Path] = []
     known = state["norms"]
+    read_until = None
     for done, day in enumerate(days):
         tick("diario", done, len(days))
         try:
             sumario = client.sumario(day.strftime("%Y%m%d"))
         except FetchError as exc:
             report.failed[f"sumario {day.isoformat()}"] = str(exc)
-            continue
-        for boe_id in section_one(sumario):
-            if boe_id in known or boe_id in report.new or boe_id in report.changed:
+            break
+        if sumario is None and day == today:
+            break  # not published yet: read again next run
+        for boe_id, departamento in section_one(sumario):
+            if boe_id in known or boe_id in report.new or boe_id in report.changed or boe_id in report.diario:
+                continue
+            if not _diario_selected(boe_id, departamento, options.selection):
                 continue
             try:
-                paths.append(client.diario(boe_id))
-                report.diario.append(boe_id)
+                path = client.diario(boe_id)
             except FetchError as exc:
                 report.failed[boe_id] = str(exc)
-    report.diario_until = days[-1].isoformat() if days else None
+                continue
+            if options.selection.rangos and options.selection.accepts(
+                {"identificador": boe_id, "ambito": "1", "rango": {"texto": _document_rango(path)}}
+            ) is False:  # fmt: skip
+                continue
+            paths.append(path)
+            report.diario.append(boe_id)
+        read_until = day
+    report.diario_until = read_until.isoformat() if read_until else None
     tick("diario", len(days), len(days))
     return paths
 
 
-def section_one(sumario: dict | None) -> list[str]:
-    """The BOE-A ids of section I (disposiciones generales) of a sumario (every diario of the day)."""
+AUTONOMICO = re.compile(r"^(COMUNIDAD|COMUNITAT|CIUDAD AUT|ILLES BALEARS|PRINCIPADO|REGI[OÓ]N|XUNTA|GENERALITAT)")
+
+
+def _diario_selected(boe_id: str, departamento: str, selection: Selection) -> bool:
+    """Whether a sumario item passes `--ids` and `--ambito` (a community's department is autonómico)."""
+    if selection.ids is not None:
+        return boe_id in selection.ids
+    ambito = "2" if AUTONOMICO.match(departamento.strip().upper()) else "1"
+    return ambito in AMBITOS[selection.ambito]
+
+
+def _document_rango(path: Path) -> str:
+    found = re.search(rb"<rango[^>]*>([^<]*)</rango>", _head(path))
+    return found[1].decode("utf-8", "replace").strip() if found else ""
+
+
+def section_one(sumario: dict | None) -> list[tuple[str, str]]:
+    """(id, departamento) of the BOE-A items of section I (disposiciones generales) of a sumario (every diario
+    of the day)."""
     if not sumario:
         return []
-    found: list[str] = []
+    found: dict[str, str] = {}
     diarios = _listed((sumario.get("data") or {}).get("sumario", {}).get("diario"))
     for diario in diarios:
         for seccion in _listed(diario.get("seccion")):
             if str(seccion.get("codigo")) != "1":
                 continue
-            for item in _items(seccion):
-                boe_id = item.get("identificador", "")
-                if boe_id.startswith("BOE-A-") and boe_id not in found:
-                    found.append(boe_id)
-    return found
+            for departamento in _departamentos(seccion):
+                for item in _items(departamento):
+                    boe_id = item.get("identificador", "")
+                    if boe_id.startswith("BOE-A-") and boe_id not in found:
+                        found[boe_id] = str(departamento.get("nombre", ""))
+    return list(found.items())
+
+
+def _departamentos(node) -> Iterable[dict]:
+    """The departamento nodes under a seccion, through `texto` wrappers."""
+    for child in _listed(node.get("departamento")) + [
+        d for t in _listed(node.get("texto")) if isinstance(t, dict) for d in _listed(t.get("departamento"))
+    ]:
+        if isinstance(child, dict):
+            yield child
 
 
 def _items(node) -> Iterable[dict]:
@@ -352,29 +733,7 @@ def _listed(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-# --- indexing and state -------------------------------------------------------------------------------------
-
-
-def _index(index: Path, paths: list[Path], plan: Plan, options: SyncOptions, report, encoder, progress, notify) -> None:
-    if paths:
-        try:
-            built = indexing.build([str(p) for p in paths], index, options.build, encoder=encoder, progress=progress,
-                                   notify=notify)  # fmt: skip
-        except indexing.NothingToIndex as exc:
-            for error in exc.errors:
-                report.failed[_boe_id_of(str(error))] = str(error)
-            return
-        for error in built.errors:
-            report.failed[_boe_id_of(str(error))] = str(error)
-        report.embedded = built.embedded
-    removable = {b for b in plan.remove if b not in plan.fetch or b in report.missing}
-    present = _laws_in(index) & removable if removable and store.is_index(index) else set()
-    if present:
-        store.commit(index, store.Change(removed=present, kind="sync"))
-    report.removed = sorted(present)
-    if store.is_index(index):
-        manifest = store.read_manifest(index)
-        report.commit, report.chunks = manifest["commit"], manifest["counts"]["chunks"]
+# --- state --------------------------------------------------------------------------------------------------
 
 
 def _laws_in(index: Path) -> set[str]:
@@ -391,9 +750,9 @@ def _boe_id_of(message: str) -> str:
 
 
 def _read_state(index: Path) -> dict:
-    """What earlier runs recorded: each norm's update and state, when the last full listing and the last run
-    were, the last day of sumarios read."""
-    state = {"norms": {}, "last_run": None, "last_full": None, "diario_until": None}
+    """What earlier runs recorded: each norm's update and state (and whether the index holds it), when the last
+    complete run and the last complete full listing began, with which selection, the last day of sumarios read."""
+    state = {"norms": {}, "last_run": None, "last_full": None, "diario_until": None, "selection": None}
     if not (index / store.DATABASE).is_file() or not store.is_index(index):
         return state
     connection = store.connect(index / store.DATABASE)
@@ -401,19 +760,22 @@ def _read_state(index: Path) -> dict:
         tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "norms" not in tables:
             return state
+        held = {r[0] for r in connection.execute("SELECT boe_id FROM laws")}
+        rows = connection.execute("SELECT boe_id, fecha_actualizacion, state FROM norms")
         state["norms"] = {
-            r["boe_id"]: {"fecha_actualizacion": r["fecha_actualizacion"], "state": r["state"]}
-            for r in connection.execute("SELECT boe_id, fecha_actualizacion, state FROM norms")
+            r["boe_id"]: {"fecha_actualizacion": r["fecha_actualizacion"], "state": r["state"], "indexed": r[0] in held}
+            for r in rows
         }
         for row in connection.execute("SELECT at, report FROM syncs ORDER BY id"):
             run = json.loads(row["report"])
-            if run.get("dry_run"):
-                continue
-            state["last_run"] = row["at"]
-            if run.get("listing") == "full":
-                state["last_full"] = row["at"]
             if run.get("diario_until"):
                 state["diario_until"] = _day(run["diario_until"])
+            if run.get("dry_run") or run.get("listing_error") or run.get("stopped"):
+                continue
+            state["last_run"] = run.get("started") or row["at"]
+            state["selection"] = run.get("selection")
+            if run.get("listing") == "full":
+                state["last_full"] = state["last_run"]
     except sqlite3.DatabaseError as exc:
         raise store.damaged(index / store.DATABASE, f"unreadable database ({exc})") from None
     finally:
@@ -421,10 +783,10 @@ def _read_state(index: Path) -> dict:
     return state
 
 
-def _window_start(state: dict, full: bool) -> str | None:
-    """The `from` of a window listing (YYYYMMDD), or None for a full listing: asked for, the first run, or the
-    last full listing more than `FULL_EVERY` days ago."""
-    if full or not state["last_run"] or not state["last_full"]:
+def _window_start(state: dict, full: bool, selection: dict) -> str | None:
+    """The `from` of a window listing (YYYYMMDD), or None for a full listing: asked for, the first run, a
+    selection other than the last run's, or the last full listing more than `FULL_EVERY` days ago."""
+    if full or not state["last_run"] or not state["last_full"] or state["selection"] != selection:
         return None
     now = datetime.datetime.now(datetime.UTC)
     last_full = datetime.datetime.fromisoformat(state["last_full"].replace("Z", "+00:00"))
@@ -434,27 +796,18 @@ def _window_start(state: dict, full: bool) -> str | None:
     return (last - datetime.timedelta(days=WINDOW_OVERLAP)).strftime("%Y%m%d")
 
 
-def _record(index: Path, plan: Plan, report: SyncReport) -> None:
-    """Each touched norm's state: indexed (with its update), missing (404), failed, gone, unselected, diario."""
-    if not store.is_index(index):
+def _record(index: Path, rows: list[tuple]) -> None:
+    """Each norm's state — indexed (with the update fetched), missing (404), failed, pending, gone, unselected,
+    diario — in one transaction: (boe_id, fecha_actualizacion, state, error)."""
+    if not rows or not store.is_index(index):
         return
     now = store.now()
-    rows = []
-    for boe_id, item in plan.fetch.items():
-        if boe_id in report.failed:
-            rows.append((boe_id, None, "failed", now, report.failed[boe_id]))
-        elif boe_id in report.missing:
-            rows.append((boe_id, str(item.get("fecha_actualizacion")), "missing", now, "404"))
-        else:
-            updated = item.get("fecha_actualizacion") or _cached_update(Path(report.sources.get(boe_id, "")))
-            rows.append((boe_id, updated, "indexed", now, None))
-    rows += [(b, None, "gone", now, None) for b in report.gone]
-    rows += [(b, None, "unselected", now, None) for b in plan.unselected]
-    rows += [(b, None, "diario", now, None) for b in report.diario if b not in report.failed]
     connection = store.open_writer(index / store.DATABASE)
     try:
         connection.execute("BEGIN IMMEDIATE")
-        connection.executemany("INSERT OR REPLACE INTO norms VALUES (?, ?, ?, ?, ?)", rows)
+        connection.executemany(
+            "INSERT OR REPLACE INTO norms VALUES (?, ?, ?, ?, ?)", [(b, u, s, now, e) for b, u, s, e in rows]
+        )
         connection.execute("COMMIT")
     finally:
         connection.close()
@@ -462,14 +815,11 @@ def _record(index: Path, plan: Plan, report: SyncReport) -> None:
 
 def _log(index: Path, report: SyncReport) -> None:
     """Remember the run in the catalogue's `syncs` (a dry run too, marked so)."""
-    if not store.is_index(index):
-        return
     with store.WriterLock(index):
         connection = store.open_writer(index / store.DATABASE)
         try:
-            connection.execute(
-                "INSERT INTO syncs (at, report) VALUES (?, ?)", (store.now(), json.dumps(report.to_dict()))
-            )
+            row = (store.now(), json.dumps(report.to_dict()))
+            connection.execute("INSERT INTO syncs (at, report) VALUES (?, ?)", row)
         finally:
             connection.close()
 
