@@ -35,6 +35,11 @@ MAX_BATCH = 64
 MAX_BODY_BYTES = 1_000_000
 Mode = Literal["dense", "funnel", "lexical", "hybrid"]
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+TOKEN_PAGE = (
+    '<!doctype html><html lang="es"><head><meta charset="utf-8"><title>Clave de acceso · legalsearch</title></head>'
+    '<body><p role="alert">Este buscador pide una clave de acceso: vuelva a cargar la página y escriba la clave '
+    "que le dio quien lo mantiene como contraseña (el nombre de usuario da igual).</p></body></html>"
+)
 EXAMPLE_QUESTION = "¿Cuántos días de vacaciones tiene un trabajador?"
 log = logging.getLogger("legalsearch.server")
 
@@ -233,11 +238,22 @@ class Guard:
             )
             return await _send_json(send, 400, detail)
         if self.token is not None and not self._authorised(headers.get(b"authorization", b"")):
-            browser = is_page(scope["path"]) or scope["path"].startswith("/docs")
-            challenge = b'Basic realm="legalsearch", charset="UTF-8"' if browser else b'Bearer realm="legalsearch"'
-            detail = "this server needs its token: send the header Authorization: Bearer TOKEN"
-            return await _send_json(send, 401, detail, [(b"www-authenticate", challenge)])
+            return await self._ask_for_token(scope["path"], send)
         return await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _ask_for_token(path: str, send) -> None:
+        """401: a browser (the pages, /docs) is asked for the token as a password; a program gets one line."""
+        if is_page(path) or path.startswith("/docs"):
+            challenge = [(b"www-authenticate", b'Basic realm="legalsearch", charset="UTF-8"')]
+            if is_page(path):
+                response = HTMLResponse(TOKEN_PAGE, status_code=401)
+                response.raw_headers.extend(challenge)
+                return await response({"type": "http"}, None, send)
+        else:
+            challenge = [(b"www-authenticate", b'Bearer realm="legalsearch"')]
+        detail = "this server needs its token: send the header Authorization: Bearer TOKEN"
+        await _send_json(send, 401, detail, challenge)
 
     def _authorised(self, header: bytes) -> bool:
         scheme, _, credentials = header.partition(b" ")
@@ -334,6 +350,8 @@ def create_app(search: LegalSearch, token: str | None = None, hosts: frozenset[s
         + (" Every request needs `Authorization: Bearer TOKEN`." if token else ""),
         redoc_url=None,
     )
+    if token:
+        _document_the_token(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(LegalSearchError, _library_error)
     add_pages(app, search)
@@ -455,6 +473,23 @@ def create_app(search: LegalSearch, token: str | None = None, hosts: frozenset[s
         }
 
     return app
+
+
+def _document_the_token(app: FastAPI) -> None:
+    """The schema says every operation needs the bearer token (Swagger's "Authorize" button asks for it)."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "token": {"type": "http", "scheme": "bearer", "description": "the token `serve` was started with"}
+            }
+            schema["security"] = [{"token": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _public_sync(run: dict) -> dict:

@@ -39,10 +39,13 @@ def _basic(password: str) -> str:
 
 
 def test_a_token_is_required_of_every_request(guarded) -> None:
-    for path in ("/health", "/laws", "/laws/BOE-A-2099-77", "/openapi.json", "/", "/ley/BOE-A-2099-77", "/docs"):
+    for path in ("/health", "/laws", "/laws/BOE-A-2099-77", "/openapi.json", "/docs", "/static/style.css"):
         refused = guarded.get(path)
         assert refused.status_code == 401, path
         assert TOKEN not in refused.text and refused.json()["detail"].startswith("this server needs its token")
+    for page in ("/", "/ley/BOE-A-2099-77", "/cambios"):
+        refused = guarded.get(page)
+        assert refused.status_code == 401 and "Este buscador pide una clave de acceso" in refused.text, page
     assert guarded.post("/search", json={"query": "matrimonio"}).status_code == 401
     assert guarded.get("/health", headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
     assert guarded.get("/health", headers={"Authorization": f"Bearer {TOKEN}x"}).status_code == 401
@@ -64,6 +67,8 @@ def test_browsers_are_asked_for_the_token_as_a_password(guarded) -> None:
 def test_the_docs_say_a_token_is_needed(guarded) -> None:
     spec = guarded.get("/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert "Authorization: Bearer TOKEN" in spec["info"]["description"]
+    assert spec["components"]["securitySchemes"]["token"]["scheme"] == "bearer"
+    assert spec["security"] == [{"token": []}], "Swagger's Authorize button asks for it"
 
 
 @pytest.mark.parametrize(
