@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 
 from .documents import BOE_URL
 
-TOKEN = re.compile(r"\s+|[^\s]+")
+# A word with the spaces before it; a line break alone (so a paragraph's end can match on its own)
+TOKEN = re.compile(r"\n|[^\S\n]*\S+|\s+")
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,35 @@ class Span:
 
 
 def word_diff(old: str, new: str) -> list[Span]:
-    """Word-level spans turning `old` into `new` (whitespace kept, so joining `old` of every span gives `old`)."""
+    """Word-level spans turning `old` into `new` (whitespace kept, so joining `old` of every span gives `old`).
+    An unchanged word between two changes ("El" in "[-El Gobierno habrá-]{+Todas las … El Estado+}") is folded
+    into one change, as a reader would mark it, not kept as a stray match."""
     a, b = TOKEN.findall(old), TOKEN.findall(new)
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    return [Span(op, "".join(a[i1:i2]), "".join(b[j1:j2])) for op, i1, i2, j1, j2 in matcher.get_opcodes()]
+    spans = [Span(op, "".join(a[i1:i2]), "".join(b[j1:j2])) for op, i1, i2, j1, j2 in matcher.get_opcodes()]
+    return _fold_stray_matches(spans)
+
+
+def _words(span: Span) -> int:
+    return max(len(span.old.split()), len(span.new.split()))
+
+
+def _fold_stray_matches(spans: list[Span]) -> list[Span]:
+    """Merge each short equal span lying between two changes (one word, or under half the words of the smaller
+    change beside it) with them into one change."""
+    spans = list(spans)
+    i = 1
+    while i < len(spans) - 1:
+        before, equal, after = spans[i - 1 : i + 2]
+        words = len(equal.old.split())
+        stray = equal.op == "equal" and before.op != "equal" and after.op != "equal"
+        if stray and (words <= 1 or 2 * words < min(_words(before), _words(after))):
+            old, new = before.old + equal.old + after.old, before.new + equal.new + after.new
+            spans[i - 1 : i + 2] = [Span("replace" if old and new else "delete" if old else "insert", old, new)]
+            i = max(1, i - 2)  # the equal span before the merged change may now be a stray one
+        else:
+            i += 1
+    return spans
 
 
 PLAIN_MARKS = {"equal": "{old}", "delete": "[-{old}-]", "insert": "{{+{new}+}}", "replace": "[-{old}-]{{+{new}+}}"}
