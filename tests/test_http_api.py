@@ -230,3 +230,22 @@ def test_every_response_carries_the_security_headers(served) -> None:
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     docs = guarded.get("/docs", headers=auth)
     assert docs.status_code == 200 and "'unsafe-inline'" in docs.headers["content-security-policy"]
+
+
+def test_error_lines_drop_paths_and_long_or_odd_values_but_keep_links() -> None:
+    from legalsearch.echoes import redacted, shown
+
+    line = redacted(
+        "/srv/data/indexes/main holds only the wording in force; see https://www.boe.es/buscar/act.php?id=BOE-A-1 "
+        "or GET /laws",
+    )
+    assert line == (
+        "…/main holds only the wording in force; see https://www.boe.es/buscar/act.php?id=BOE-A-1 or GET /laws"
+    )
+    assert redacted("cannot read ~/models/bge-m3/config.json: truncated") == "cannot read …/config.json: truncated"
+    assert shown("BOE-A-2015-11430") == "BOE-A-2015-11430", "a plain value is shown as sent"
+    assert shown("\x1b[2J" + "a" * 40) == "??2J" + "a" * 20 + "…", "no escape sequence reaches a terminal"
+    sent = ["x" * 5000, "índice <b>"]
+    line = redacted(f"law {sent[0]} is not in this index; rango {sent[1]!r} either\nsecond line", sent)
+    assert line == f"law {'x' * 24}… is not in this index; rango 'índice ?b?' either"
+    assert len(redacted("y " * 10_000)) == 300
