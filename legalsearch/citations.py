@@ -168,6 +168,48 @@ def named_law(query: str, titles: dict[str, str]) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+# What a lawyer types for a unit: "56", "56 bis", "art. 56", "Art 56.2", "artículo 56", "a56", "disposición
+# adicional primera", "DA 1ª", "da1"
+_BARE_NUMBER = re.compile(
+    rf"^(?P<num>\d+)(?:\s*\.?\s*[ºo°])?(?:[\s\-]*(?P<suf>{_SUFFIX}))?(?:\.\d+[\w.]*)?$", re.IGNORECASE
+)
+_ARTICLE_WORD = re.compile(r"^(?:art[íi]culos?|arts?)\s*\.?\s*", re.IGNORECASE)
+_SHORT_DISPOSITION = re.compile(r"^d\.?\s*(?P<kind>[atdf])\.?\s*(?P<ord>\d+)\s*[ªa]?$", re.IGNORECASE)
+_UNIT_ID = re.compile(r"^[a-z]+[0-9a-z]*(?:-[a-z]+[0-9a-z]*)?$")  # an anchor as the BOE writes it: a14, da1, a127-a130
+
+
+def unit_id(text: str) -> str | None:
+    """The BOE anchor of the unit `text` names, as a lawyer would type it: "56", "56 bis", "art. 56", "Art. 56.2",
+    "artículo 56", "a56", "disposición adicional primera", "DA 1ª", "da1" (→ a56, a56bis, da1 …); None when it
+    names none."""
+    text = " ".join(text.split()).strip(" .,;:")
+    if not text:
+        return None
+    if _UNIT_ID.match(text.lower()) and not _BARE_NUMBER.match(text):
+        return text.lower()
+    if m := _SHORT_DISPOSITION.match(text):
+        return {"a": "da", "t": "dt", "d": "dd", "f": "df"}[m["kind"].lower()] + str(int(m["ord"]))
+    bare = _ARTICLE_WORD.sub("", text)
+    if m := _BARE_NUMBER.match(bare):
+        text = f"Artículo {m['num']}{' ' + m['suf'] if m['suf'] else ''}"
+    elif bare != text:
+        text = f"Artículo {bare}"
+    info = parse_heading(text + ".")
+    return info.article_id if info is not None else None
+
+
+def law_id(text: str, titles: dict[str, str]) -> str | None:
+    """The BOE id of the law `text` names among `titles` (boe_id → title) of an index: its BOE id in any case,
+    the short name lawyers cite it by ("ET", "CE", "LPAC", "LAU"), its number ("Ley 29/1994") or its title's
+    words; None when unsure."""
+    text = text.strip()
+    if text in titles:
+        return text
+    if text.upper() in titles:
+        return text.upper()
+    return resolve_law(text, titles)
+
+
 def find_citation(query: str, titles: dict[str, str]) -> Citation | None:
     """The article a query cites, when it names one of an index's laws (or the index holds one law)."""
     for m in CITATION.finditer(query):

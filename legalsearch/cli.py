@@ -5,7 +5,6 @@ Library errors become one line on stderr and a non-zero exit here, and only here
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -13,18 +12,18 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from . import indexing, sources
 from .dates import check_day
-from .documents import Law
+from .documents import Law, law_label
 from .embedding import default_model, recorded_runtime
 from .errors import LegalSearchError, UsageError
 from .progress import PlainProgress
 from .search import Filters, LegalSearch
 from .sources.fetch import BOEClient, default_cache
+from .terminal import SafeConsole, clean, json_text
 from .wordings import plain_diff
 
 app = typer.Typer(
@@ -39,8 +38,9 @@ app = typer.Typer(
     "https://www.boe.es/datosabiertos/api/legislacion-consolidada).",
     rich_markup_mode=None,  # plain help: rich markup would eat every "[default …]" and "legalsearch[ray]"
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# every line printed goes through `SafeConsole`: no escape sequence from a law's text reaches the terminal
+out = SafeConsole(highlight=False)
+err = SafeConsole(stderr=True, highlight=False)
 
 SourcesArg = Annotated[
     list[str],
@@ -121,6 +121,11 @@ HistoryOpt = Annotated[
 ]
 
 
+def _print_json(data: object) -> None:
+    """`--json` output: JSON whose strings cannot drive the terminal (`terminal.json_text`)."""
+    sys.stdout.write(json_text(data) + "\n")
+
+
 def fail(message: str | LegalSearchError, code: int | None = None) -> typer.Exit:
     """One line on stderr and the exit to raise: 2 for usage errors (the caller must change the input), else 1."""
     if code is None:
@@ -191,8 +196,7 @@ def parse(
     except LegalSearchError as exc:
         raise fail(exc) from None
     if as_json:
-        json.dump([law.to_dict() for law in report.laws], sys.stdout, ensure_ascii=False, indent=1)
-        sys.stdout.write("\n")
+        _print_json([law.to_dict() for law in report.laws])
     else:
         for law in report.laws:
             counts = ", ".join(f"{kind}: {n}" for kind, n in law.counts().items())
@@ -428,8 +432,7 @@ def sync(
     except KeyboardInterrupt:
         raise fail(f"interrupted: {target} keeps its last commit; run sync again to continue", 130) from None
     if as_json:
-        json.dump(report.to_dict(), sys.stdout, ensure_ascii=False, indent=1)
-        sys.stdout.write("\n")
+        _print_json(report.to_dict())
     else:
         _print_sync(report)
     for line in report.problems():
@@ -547,9 +550,8 @@ def ask(
     filters = Filters(tuple(law or ()), tuple(rango or ()), tuple(kind or ()), vigentes, as_of, tuple(materia or ()))
     try:
         if context:
-            sys.stdout.write(
-                search.context(question, k=k, max_tokens=budget, dim=dim, mode=mode, filters=filters) + "\n"
-            )
+            prompt = search.context(question, k=k, max_tokens=budget, dim=dim, mode=mode, filters=filters)
+            sys.stdout.write(clean(prompt) + "\n")
             return
         hits = search.search(
             question, k=k, dim=dim, mode=mode, filters=filters, shortlist=shortlist, rerank=rerank,
@@ -558,24 +560,63 @@ def ask(
     except LegalSearchError as exc:
         raise fail(exc) from None
     if as_json:
-        json.dump([hit.to_dict() for hit in hits], sys.stdout, ensure_ascii=False, indent=1)
-        sys.stdout.write("\n")
+        _print_json([hit.to_dict() for hit in hits])
         return
     if not hits:
         out.print("No results: no unit matches the filters." if filters.active else "No results: the index is empty.")
         return
+    if not any(hit.good_match for hit in hits):
+        out.print("[yellow]No good match:[/yellow] none of these units answers the question well (relevance below "
+                  "0.5); the closest follow.", soft_wrap=True)  # fmt: skip
     for hit in hits:
         how = " [green](cita)[/green]" if hit.match == "cita" else ""
-        out.print(
-            f"[bold]{hit.rank}.[/bold] [cyan]{hit.score:.3f}[/cyan]  [bold]{escape(hit.citation)}[/bold]{how}",
-            soft_wrap=True,
-        )
+        relevance = f"[cyan]{hit.relevance:.2f}[/cyan]" if hit.good_match else f"[dim]{hit.relevance:.2f}[/dim]"
+        out.print(f"[bold]{hit.rank}.[/bold] {relevance}  [bold]{escape(hit.citation)}[/bold]{how}", soft_wrap=True)
         if hit.path:
             out.print(f"   [dim]{escape(' › '.join(hit.path))}[/dim]", soft_wrap=True)
         out.print(f"   {escape(hit.heading)}", soft_wrap=True)
         snippet = " ".join(hit.matched_text.split("\n", 1)[-1].split())
         out.print(f"   {escape(snippet[:300])}{'…' if len(snippet) > 300 else ''}", soft_wrap=True)
         out.print(f"   [blue]{escape(hit.url)}[/blue]", soft_wrap=True)
+
+
+@app.command()
+def article(
+    law: Annotated[str, typer.Argument(help="The law: BOE id (BOE-A-2015-11430) or short name (ET, CE, LPAC, LAU …).")],
+    unit: Annotated[str, typer.Argument(help='The unit as a lawyer writes it: "56", "art. 56 bis", "a56", "da1" …')],
+    as_of: AsOfOpt = None,
+    index_path: IndexOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the unit and its wordings as JSON.")] = False,
+) -> None:
+    """Print one unit of a law whole: citation, place, status, wording dates, text and earlier wordings."""
+    search = _open(index_path)
+    try:
+        found = search.article(law, unit, as_of)
+    except LegalSearchError as exc:
+        raise fail(exc) from None
+    if found is None:
+        when = f" in force on {as_of}" if as_of else ""
+        raise fail(f"no unit {unit!r}{when} in law {law!r} of {search.path}; `legalsearch info` lists its laws", 1)
+    if as_json:
+        return _print_json(found)
+    short = f" {found['short_name']}" if found.get("short_name") else ""
+    label = law_label(found["law_title"], found["boe_id"])
+    out.print(f"[bold]{escape(found['heading'])}{short}[/bold] · {escape(label)}  [dim]({found['article_id']})[/dim]",
+              soft_wrap=True)  # fmt: skip
+    if found["path"]:
+        out.print(f"[dim]{escape(' › '.join(found['path']))}[/dim]", soft_wrap=True)
+    dates = f"; redacción vigente desde el {found['version_date']}" if found.get("version_date") else ""
+    if found.get("version_until"):
+        dates += f" hasta el {found['version_until']}"
+    out.print(f"{found['status']}{dates}  [blue]{escape(found['url'])}[/blue]", soft_wrap=True)
+    out.print("")
+    out.print(escape(found["text"]), soft_wrap=True)
+    if len(found["wordings"]) > 1:
+        out.print("\n[bold]Redacciones[/bold]")
+        for w in found["wordings"]:
+            given = _given_by(w["version_norma"], found["boe_id"])
+            out.print(f"  desde {w['version_date']} hasta {w['version_until'] or 'hoy'}{given}  "
+                      f"[blue]{escape(w['url'])}[/blue]", soft_wrap=True)  # fmt: skip
 
 
 def _given_by(norma: str | None, boe_id: str) -> str:
@@ -600,8 +641,7 @@ def diff(
     except LegalSearchError as exc:
         raise fail(exc) from None
     if as_json:
-        json.dump(result, sys.stdout, ensure_ascii=False, indent=1)
-        sys.stdout.write("\n")
+        _print_json(result)
         return
     from rich.text import Text
 
@@ -644,8 +684,7 @@ def changes(
     except LegalSearchError as exc:
         raise fail(exc) from None
     if as_json:
-        json.dump(feed, sys.stdout, ensure_ascii=False, indent=1)
-        sys.stdout.write("\n")
+        _print_json(feed)
         return
     if not feed:
         out.print(f"Sin cambios desde el {since} en las redacciones que guarda {search.path}.")
@@ -671,8 +710,7 @@ def info(
     search = _open(index_path)
     manifest = search.manifest
     if as_json:
-        json.dump(manifest, sys.stdout, ensure_ascii=False, indent=1)
-        sys.stdout.write("\n")
+        _print_json(manifest)
     else:
         model, counts = manifest["model"], manifest["counts"]
         out.print(f"[bold]{search.path}[/bold] (format {manifest['format_version']}, "

@@ -45,6 +45,11 @@ def analyze(texts: Sequence[str]) -> list[list[str]]:
     )  # fmt: skip
 
 
+def stopwords() -> frozenset[str]:
+    """The Spanish stopwords BM25 leaves out (folded)."""
+    return _stopword_set()
+
+
 def stems(text: str) -> set[str]:
     """The stems BM25 matches `text` by (folded, stopwords out): to mark a query's words in a passage."""
     _, stemmer, _ = _analysis()
@@ -60,6 +65,7 @@ def stem(word: str) -> str:
 
 K1, B = 1.5, 0.75  # BM25, Lucene's variant (idf = ln(1 + (N - df + 0.5) / (df + 0.5)))
 TERMS, INDPTR, DOCS, TFS, LENGTHS = "terms.json", "indptr.npy", "docs.npy", "tfs.npy", "lengths.npy"
+FILES = (TERMS, INDPTR, DOCS, TFS, LENGTHS)
 
 
 @dataclass
@@ -195,6 +201,10 @@ class LexicalIndex:
 
     def knows(self, term: str) -> bool:
         return any(term in p.postings.vocab for p in self.parts)
+
+    def idf(self, term: str) -> float:
+        """The term's IDF over the live rows (the highest for a term no row holds)."""
+        return self._idf(term)
 
     def _idf(self, term: str) -> float:
         df = sum(p.document_frequency(term) for p in self.parts)

@@ -8,7 +8,8 @@ articles or the candidates run out.
 * `Dense`: cosine at one Matryoshka dim (FAISS over every segment; quantized storage rescored in float).
 * `Funnel`: a shortlist at a small dim, re-ranked by exact cosine at the full dim from the float16 vectors.
 * `Lexical`: BM25 with Spanish analysis and collection-wide statistics, plus the lexicon's legal terms.
-* `Hybrid`: weighted reciprocal rank fusion of a dense-side retriever and `Lexical`, with the agreement gate.
+* `Hybrid`: weighted reciprocal rank fusion of a dense-side retriever and `Lexical`, with the agreement gate;
+  its score is the fused one divided by the best possible (0…1).
 """
 
 from __future__ import annotations
@@ -167,16 +168,21 @@ class Hybrid(Retriever):
 
 
 def fuse(dense: list, lexical: list, weights: dict, gate, depth: int) -> list[tuple[int, float, int]]:
-    """RRF of one query's two rankings; a gated dense side still fills the list after BM25's, in its own order."""
+    """RRF of one query's two rankings; a gated dense side still fills the list after BM25's, in its own order.
+    Scores are divided by the best a fused score can be (first on every side that ranked anything): 1.0 is an
+    article both sides put first, and a score is comparable between queries, in [0, 1]."""
     scores: dict[int, float] = {}
     rows: dict[int, int] = {}
     scale = {"dense": max(agreement_weight(dense, lexical, gate), 1e-3) if lexical else 1.0, "lexical": 1.0}
+    best_possible = 0.0
     for name, ranking in (("dense", dense), ("lexical", lexical)):
+        if ranking:
+            best_possible += weights[name] * scale[name] / (RRF_K + 1)
         for rank, (article, _, row) in enumerate(ranking, 1):
             scores[article] = scores.get(article, 0.0) + weights[name] * scale[name] / (RRF_K + rank)
             rows.setdefault(article, row)
     best = sorted(scores, key=lambda a: -scores[a])[:depth]
-    return [(a, scores[a], rows[a]) for a in best]
+    return [(a, scores[a] / best_possible, rows[a]) for a in best]
 
 
 def agreement_weight(dense: list, lexical: list, gate: tuple[float, float], top: int = 50) -> float:

@@ -12,12 +12,12 @@ import json
 import re
 import sqlite3
 import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .citations import find_citation, named_day, named_law, range_holds, short_name
+from .citations import find_citation, law_id, named_day, named_law, range_holds, short_name, unit_id
 from .dates import check_day
 from .documents import ARTICLE_KINDS, law_label
 from .embedding import (
@@ -33,6 +33,7 @@ from .quiet import quiet_third_party
 from .ranking import SAMPLE as PRIOR_SAMPLE
 from .ranking import Candidate, Priors
 from .ranking import apply as apply_priors
+from .relevance import GOOD, MARGIN, NONSENSE, dense_evidence, lexical_evidence, question_words
 from .retrievers import Dense, Funnel, Hybrid, Lexical, Retriever, View
 from .snapshot import Snapshot
 from .sources.structure import fold
@@ -162,6 +163,12 @@ class Hit:
     short_name: str | None = None  # the law's usual abbreviation ("ET"), where it has one
     modified_by: str | None = None  # the BOE id of the norm that gave the wording shown, when not the law itself
     consolidated: bool = True  # False: the text as published in the daily BOE, not yet consolidated
+    # How well it answers (relevance.py), the same scale in every mode: `score` orders hits of one mode; these
+    # say whether a hit is any good. relevance 0…1, good_match from 0.5; no hit with good_match: no good match.
+    relevance: float = 0.0
+    good_match: bool = False
+    cosine: float | None = None  # the question's cosine with the passage that matched (None: not embedded)
+    matched_terms: list[str] = field(default_factory=list)  # the question's words the unit's text holds
 
     @property
     def citation(self) -> str:
@@ -215,6 +222,7 @@ class LegalSearch:
         self._device = device
         self._runtime = (backend, precision)
         self._rerankers: dict[str, object] = {}
+        self._probes: np.ndarray | None = None  # the NONSENSE strings embedded (`match_cosine`)
         self._lock = threading.RLock()
         self._pinned = threading.local()  # the snapshot the current thread's query reads (`_index_errors`)
         self._current = Snapshot(path, manifest)
@@ -231,6 +239,7 @@ class LegalSearch:
         self._chunk_article: np.ndarray | None = None
         self._law_titles: dict[str, str] | None = None
         self._allowed_cache: dict[Filters, np.ndarray] = {}
+        self._match_cosine: dict[int, float] = {}
 
     @property
     def manifest(self) -> dict:
@@ -388,7 +397,7 @@ class LegalSearch:
         if allowed is not None and len(allowed) == 0:
             return [[] for _ in queries]
         if mode != "lexical" and vectors is None:
-            vectors = self.embed(queries)
+            vectors = self._embed_queries(queries)
         keep = max(k, rerank_depth if rerank else 0)  # hits built: the reranker rescores its depth
         depth = max(keep, PRIOR_POOL if priors.active else 0)  # articles ranked: the priors reorder a pool
         ranked = self.retriever(mode, dim, shortlist).rank(queries, vectors, depth, allowed)
@@ -396,6 +405,7 @@ class LegalSearch:
             self._hits(query, self._with_priors(query, articles, priors), keep, mode, allowed)
             for query, articles in zip(queries, ranked, strict=True)
         ]
+        self._judge(queries, vectors, dim, results)
         if rerank:
             results = [
                 self._reranked(query, hits, rerank, rerank_depth)[:k]
@@ -474,7 +484,11 @@ class LegalSearch:
         """Dense search with query vectors already embedded at full dim (benchmarks, batch evaluation)."""
         dim = self._check_dim(k, dim)
         ranked = self.retriever("dense", dim).rank(["" for _ in vectors], vectors, k, self._allowed(None))
-        return [[self._hit(r, score, a, row, "dense") for r, (a, score, row) in enumerate(arts, 1)] for arts in ranked]
+        results = [
+            [self._hit(r, score, a, row, "dense") for r, (a, score, row) in enumerate(found, 1)] for found in ranked
+        ]
+        self._judge(["" for _ in vectors], vectors, dim, results)
+        return results
 
     # --- candidates -----------------------------------------------------------------------------------
     def _chunk_articles(self) -> np.ndarray:
@@ -668,6 +682,52 @@ class LegalSearch:
             hits.append(self._hit(len(hits) + 1, score, article, row, mode))
         return hits
 
+    def _judge(self, queries: list[str], vectors: np.ndarray | None, dim: int, results: list[list[Hit]]) -> None:
+        """Set each hit's cosine, matched words, relevance and good_match (`relevance.py`)."""
+        threshold = self.match_cosine(dim) if vectors is not None else None
+        lexical = self._snapshot.lexical
+        for q, (query, hits) in enumerate(zip(queries, results, strict=True)):
+            if not hits:
+                continue
+            cosines: list[float | None] = [None] * len(hits)
+            if vectors is not None:
+                rows = np.array([hit._row for hit in hits], dtype=np.int64)
+                unit = vectors[q, :dim] / np.linalg.norm(vectors[q, :dim])
+                cosines = [float(c) for c in self._snapshot.prefixes(rows, dim) @ unit.astype(np.float32)]
+            words = question_words(query, lexical.idf)
+            for hit, cosine in zip(hits, cosines, strict=True):
+                share, matched = lexical_evidence(words, hit.text)
+                hit.cosine = None if cosine is None else round(cosine, 6)
+                hit.matched_terms = matched
+                hit.relevance = 1.0 if hit.match == "cita" else round(max(share, dense_evidence(cosine, threshold)), 4)
+                hit.good_match = hit.relevance >= GOOD
+
+    def _embed_queries(self, queries: list[str]) -> np.ndarray:
+        """`embed(queries)`; the first time, with the `NONSENSE` probes of `match_cosine` in the same batch."""
+        if self._probes is not None:
+            return self.embed(queries)
+        vectors = self.embed([*queries, *NONSENSE])
+        self._probes = vectors[len(queries) :]
+        return vectors[: len(queries)]
+
+    def match_cosine(self, dim: int) -> float:
+        """The cosine at `dim` from which the dense side counts as evidence of a match (`relevance.py`): the
+        manifest's `defaults.match_cosine` (a number, or one per dim) where it was measured for the model, else
+        the best cosine the `NONSENSE` strings reach in this index plus `MARGIN` (computed once per commit)."""
+        recorded = self.manifest.get("defaults", {}).get("match_cosine")
+        if isinstance(recorded, dict):
+            recorded = recorded.get(str(dim))
+        if isinstance(recorded, (int, float)) and not isinstance(recorded, bool):
+            return float(recorded)
+        with self._lock:
+            if dim not in self._match_cosine:
+                if self._probes is None:
+                    self._probes = self.embed(list(NONSENSE))
+                ranked = self.retriever("dense", dim).rank(list(NONSENSE), self._probes, 1, self._allowed(None))
+                floor = max((found[0][1] for found in ranked if found), default=1.0)
+                self._match_cosine[dim] = float(floor) + MARGIN
+            return self._match_cosine[dim]
+
     def _hit(self, rank: int, score: float, article: int, row: int, match: str) -> Hit:
         db = self._db()
         a = db.execute(
@@ -677,7 +737,7 @@ class LegalSearch:
             (article,),
         ).fetchone()
         chunk = db.execute("SELECT part, text FROM chunks WHERE row = ?", (row,)).fetchone()
-        return Hit(
+        hit = Hit(
             rank=rank,
             score=round(float(score), 6),
             boe_id=a["boe_id"],
@@ -699,6 +759,8 @@ class LegalSearch:
             modified_by=a["version_norma"] if a["version_norma"] not in (None, a["boe_id"]) else None,
             consolidated=a["source_format"] != "boe-diario-xml",
         )
+        hit._row = row  # the chunk that matched: its vector gives the hit's cosine (`_judge`)
+        return hit
 
     # --- browsing -------------------------------------------------------------------------------------
     @_index_errors
@@ -728,9 +790,13 @@ class LegalSearch:
     def article(self, boe_id: str, article_id: str, as_of: str | None = None) -> dict | None:
         """One unit with its text, notes and version dates, or None: the wording in force, or with `as_of` the
         one in force that day (None if it did not exist yet). `wordings` lists every wording the index holds of
-        it, oldest first (dates and links)."""
+        it, oldest first (dates and links).
+
+        Both take what a lawyer types (`unit`): `article("ET", "56")`, `article("BOE-A-2015-11430", "art. 56")`,
+        `article("CC", "artículo 128")` (a unit covering a range of articles answers for each of them)."""
         if as_of is not None:
             _check_date(as_of)
+        boe_id, article_id = self.unit(boe_id, article_id)
         rows = (
             self._db()
             .execute(
@@ -761,6 +827,28 @@ class LegalSearch:
         return data
 
     @_index_errors
+    def unit(self, law: str, unit: str) -> tuple[str, str]:
+        """(BOE id, unit id) of what a lawyer types: a law by its BOE id, short name or number ("ET", "LAU",
+        "Ley 39/2015"), a unit as "56", "art. 56 bis", "artículo 56", "a56", "disposición adicional primera" or
+        "DA 1ª". An article that lies in a unit covering a range ("Artículos 127 a 130") gives that unit. What
+        is not recognised comes back as given (a lookup then finds nothing)."""
+        boe_id = law_id(law, self._titles()) or law
+        article_id = unit_id(unit) or unit
+        found = (
+            self._db()
+            .execute("SELECT 1 FROM articles WHERE boe_id = ? AND article_id = ? LIMIT 1", (boe_id, article_id))
+            .fetchone()
+        )
+        if found is None and article_id.startswith("a"):
+            ranges = self._db().execute(
+                "SELECT DISTINCT article_id FROM articles WHERE boe_id = ? AND kind = 'articulo' "
+                "AND article_id LIKE 'a%-a%'",
+                (boe_id,),
+            )
+            article_id = next((r[0] for r in ranges if range_holds(r[0], article_id)), article_id)
+        return boe_id, article_id
+
+    @_index_errors
     def diff(self, boe_id: str, article_id: str, date_from: str, date_to: str) -> dict:
         """The word-level diff between the wordings of one unit in force on `date_from` and on `date_to`: both
         texts with their dates, links and modifying norms, and the spans (equal, delete, insert, replace).
@@ -768,6 +856,7 @@ class LegalSearch:
         was not in force on a date."""
         _check_date(date_from)
         _check_date(date_to)
+        boe_id, article_id = self.unit(boe_id, article_id)
         if self.law(boe_id) is None:
             raise QueryError(f"law {boe_id} is not in this index; `legalsearch info` lists what it holds")
         wordings = self._wordings(boe_id, article_id)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import legalsearch
 from legalsearch import indexing
 
 from .conftest import CORPORA, needs_corpora
@@ -37,7 +38,7 @@ async def _session_calls(index: Path) -> dict:
     )  # fmt: skip
     results: dict = {}
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-        await session.initialize()
+        results["init"] = await session.initialize()
         tools = await session.list_tools()
         results["tools"] = {tool.name: tool for tool in tools.tools}
         started = time.perf_counter()
@@ -70,8 +71,13 @@ def test_mcp_tools_end_to_end_over_stdio(ce_index) -> None:
     schema = results["tools"]["search"].input_schema
     assert {"query", "k", "mode", "laws", "as_of"} <= set(schema["properties"]) and schema["required"] == ["query"]
     assert "BOE" in results["tools"]["search"].description
+    assert results["init"].server_info.version == legalsearch.__version__
     found = _text(results["search"])
     assert found.startswith("[1] Art. 135 CE · BOE-A-1978-31229")
+    hit = results["search"].structured_content["hits"][0]
+    assert (hit["boe_id"], hit["article_id"], hit["match"]) == ("BOE-A-1978-31229", "a135", "cita")
+    assert hit["good_match"]
+    assert results["article"].structured_content["version_until"] == "2011-09-27"
     assert "URL: https://www.boe.es/buscar/act.php?id=BOE-A-1978-31229#a135" in found
     article = _text(results["article"])
     assert "Redacción vigente desde el 1978-12-29 hasta el 2011-09-27" in article and "&tn=1&p=19781229#a135" in article
