@@ -66,6 +66,7 @@ def stem(word: str) -> str:
 K1, B = 1.5, 0.75  # BM25, Lucene's variant (idf = ln(1 + (N - df + 0.5) / (df + 0.5)))
 TERMS, INDPTR, DOCS, TFS, LENGTHS = "terms.json", "indptr.npy", "docs.npy", "tfs.npy", "lengths.npy"
 FILES = (TERMS, INDPTR, DOCS, TFS, LENGTHS)
+FILES = (TERMS, INDPTR, DOCS, TFS, LENGTHS)
 
 
 @dataclass

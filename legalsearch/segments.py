@@ -154,7 +154,7 @@ def remove_unlisted(index: Path, listed: set[str], alive: Callable[[int], bool])
     commit, or retired by a merge), and builds of dead processes; never anything legalsearch did not write."""
     parent = index / FOLDER
     removed = []
-    if not parent.is_dir():
+    if not parent.is_dir() or not stays_inside(index, FOLDER):  # a link leading out: nothing there is ours
         return removed
     for folder in parent.iterdir():
         if folder.name.startswith("."):
@@ -177,6 +177,40 @@ def damaged(path: Path, what: str) -> IndexFormatError:
     return IndexFormatError(f"{path}: {what}; the index is damaged: rebuild it into a new --index")
 
 
+def stays_inside(folder: Path, name: str) -> bool:
+    """Whether `name`, read from an index file, names a path inside `folder`: relative, no `..`, and no link on
+    the way that leads out of it."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        return False
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts or not parts:
+        return False
+    root = folder.resolve()
+    target = (folder / name).resolve()
+    return target == root or root in target.parents
+
+
+def inside(folder: Path, name: str, named_in: Path, what: str = "a file") -> Path:
+    """`folder / name` for a `name` read from the index file `named_in`; a name that leads outside `folder` makes
+    the index damaged (nothing outside it is ever read, merged or removed)."""
+    if not stays_inside(folder, name):
+        raise damaged(named_in, f"names {what} outside {folder.name}/ ({str(name)[:80]!r})")
+    return folder / name
+
+
+def is_segment_name(name: object) -> bool:
+    """A segment's name as `new_name` makes them: one path component, not hidden."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and not name.startswith(".")
+
+
+def segment_folder(index: Path, name: str, named_in: Path) -> Path:
+    """The folder of segment `name` (a name read from the catalogue `named_in`), checked to be inside the index."""
+    parent = inside(index, FOLDER, named_in, "the segments folder")
+    if not is_segment_name(name):
+        raise damaged(named_in, f"names a segment outside {FOLDER}/ ({str(name)[:80]!r})")
+    return inside(parent, name, named_in, "a segment")
+
+
 class Segment:
     """An open segment: its vectors memory-mapped, its FAISS files opened on first use, its postings mapped."""
 
@@ -191,6 +225,10 @@ class Segment:
             raise damaged(folder / SEGMENT_MANIFEST, "not a segment record")
         self.rows = self.record["rows"]
         self.name = folder.name
+        own = [VECTORS, *(f"faiss/dim-{dim}.faiss" for dim in layout.dims), lexical.FOLDER,
+               *(f"{lexical.FOLDER}/{n}" for n in lexical.FILES)]  # fmt: skip
+        for name in own:  # a file of the segment that is a link leading out of it is never read
+            inside(folder, name, folder / SEGMENT_MANIFEST)
         self.vectors = check_npy(folder / VECTORS, (self.rows, layout.full_dim), np.float16)
         self._vectors_fd: int | None = None
         self._faiss: dict[int, object] = {}

@@ -322,6 +322,8 @@ def read_manifest(index: Path, upgrade: bool = False) -> dict:
         raise IndexFormatError(f"{index}: no index here; build one with `legalsearch index SOURCE… --index {index}`")
     if not path.exists():
         raise IndexFormatError(f"{index}: not a legalsearch index (no {MANIFEST}); rebuild it with `legalsearch index`")
+    for name in (MANIFEST, DATABASE):  # a link leading out of the index is never read or written through
+        segments.inside(index, name, index, f"its {name}")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -347,7 +349,7 @@ def read_manifest(index: Path, upgrade: bool = False) -> dict:
     if version == FORMAT_VERSION:
         manifest.update(catalogue_facts(index))
     for name, meta in manifest["files"].items():
-        file = index / name
+        file = segments.inside(index, name, path)
         if not file.exists():
             raise IndexFormatError(f"{index}: {name} is missing; rebuild the index into a new --index")
         if file.stat().st_size != meta["bytes"]:
@@ -402,8 +404,12 @@ def catalogue_facts(index: Path, connection: sqlite3.Connection | None = None) -
         raise damaged(database, "a catalogue without a commit")
     files: dict[str, dict] = {}
     parts = []
+    end = 0
     for name, base, rows in listed:
-        record = _segment_record(index / segments.FOLDER / name)
+        if not isinstance(base, int) or not isinstance(rows, int) or base < end or rows < 0:
+            raise damaged(database, f"segment rows out of range ({str(name)[:80]!r}: base {base}, {rows} rows)")
+        end = base + rows
+        record = _segment_record(segments.segment_folder(index, name, database))
         files.update({f"{segments.FOLDER}/{name}/{f}": meta for f, meta in record["files"].items()})
         parts.append({"name": name, "base_row": base, "rows": rows, "deleted": deleted.get(name, 0)})
     return {
@@ -425,6 +431,8 @@ def _segment_record(folder: Path) -> dict:
         raise damaged(path, f"unreadable ({exc})") from None
     if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
         raise damaged(path, "not a segment record")
+    for name in record["files"]:
+        segments.inside(folder, name, path)
     return record
 
 
@@ -894,7 +902,7 @@ def tidy(index: Path) -> None:
             leftover.rename(index)
         else:
             shutil.rmtree(leftover, ignore_errors=True)
-    if (index / DATABASE).is_file() and is_index(index):
+    if (index / DATABASE).is_file() and segments.stays_inside(index, DATABASE) and is_index(index):
         try:
             connection = connect(index / DATABASE)
             try:
