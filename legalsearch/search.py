@@ -37,7 +37,7 @@ from .relevance import GOOD, MARGIN, NONSENSE, dense_evidence, lexical_evidence,
 from .retrievers import Dense, Funnel, Hybrid, Lexical, Retriever, View
 from .snapshot import Snapshot
 from .sources.structure import fold
-from .store import DATABASE, check_files, read_manifest
+from .store import DATABASE, check_files, damaged, read_manifest
 from .wordings import Wording, law_url, norma_url, word_diff
 
 MAX_QUERY_CHARS = 4000
@@ -503,6 +503,8 @@ class LegalSearch:
                 owner = np.full(self._snapshot.size, -1, dtype=np.int64)
                 if pairs:
                     both = np.array(pairs, dtype=np.int64)
+                    if both[:, 0].min() < 0 or both[:, 0].max() >= len(owner):
+                        raise damaged(self.path / DATABASE, f"chunk rows outside its segments' {len(owner)} rows")
                     owner[both[:, 0]] = both[:, 1]
                 self._chunk_article = owner
             return self._chunk_article
@@ -571,7 +573,7 @@ class LegalSearch:
             unknown = [b for b in filters.laws if b not in known]
             if unknown:
                 listed = ", ".join(sorted(known)[:12]) + (" …" if len(known) > 12 else "")
-                raise QueryError(f"law {', '.join(unknown)} is not in this index; it holds {listed}")
+                raise QueryError(f"law {_some(unknown)} is not in this index; it holds {listed}")
             where.append(f"l.boe_id IN ({', '.join('?' * len(filters.laws))})")
             args += filters.laws
         if filters.rangos:
@@ -579,9 +581,7 @@ class LegalSearch:
             by_fold = {fold(r): r for r in rangos}
             unknown = [r for r in filters.rangos if fold(r) not in by_fold]
             if unknown:
-                raise QueryError(
-                    f"rango {', '.join(unknown)} not in this index; choose among {', '.join(sorted(rangos))}"
-                )
+                raise QueryError(f"rango {_some(unknown)} not in this index; choose among {', '.join(sorted(rangos))}")
             where.append(f"l.rango IN ({', '.join('?' * len(filters.rangos))})")
             args += [by_fold[fold(r)] for r in filters.rangos]
         if filters.materias:
@@ -590,7 +590,7 @@ class LegalSearch:
             unknown = [m for m in filters.materias if fold(m) not in by_fold]
             if unknown:
                 known = ", ".join(sorted(materias)[:12]) + (" …" if len(materias) > 12 else "") or "none"
-                raise QueryError(f"materia {', '.join(unknown)} not in this index; it holds {known}")
+                raise QueryError(f"materia {_some(unknown)} not in this index; it holds {known}")
             chosen = [by_fold[fold(m)] for m in filters.materias]
             where.append(
                 f"EXISTS (SELECT 1 FROM json_each(l.materias) m WHERE m.value IN ({', '.join('?' * len(chosen))}))"
@@ -990,6 +990,12 @@ class LegalSearch:
             for name in ("materias", "referencias"):
                 law[name] = json.loads(law[name])
         return laws
+
+
+def _some(values: list[str], shown: int = 3) -> str:
+    """ "A, B, C and 197 more": an error names a few of what was asked, never all of a long list."""
+    more = len(values) - shown
+    return ", ".join(values[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _wording(row: dict) -> Wording:

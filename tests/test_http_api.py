@@ -249,3 +249,11 @@ def test_error_lines_drop_paths_and_long_or_odd_values_but_keep_links() -> None:
     line = redacted(f"law {sent[0]} is not in this index; rango {sent[1]!r} either\nsecond line", sent)
     assert line == f"law {'x' * 24}… is not in this index; rango 'índice ?b?' either"
     assert len(redacted("y " * 10_000)) == 300
+
+
+def test_a_long_list_of_unknown_laws_is_named_by_a_few(client) -> None:
+    laws = [f"BOE-A-1-{n}" for n in range(200)]
+    response = client.post("/search", json={"query": "matrimonio", "filters": {"laws": laws}})
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("law BOE-A-1-0, BOE-A-1-1, BOE-A-1-2 and 197 more is not in this index")
+    assert "BOE-A-1-3," not in response.text
