@@ -10,7 +10,6 @@ of what was sent.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import __version__
 from .citations import short_name
 from .documents import law_label
+from .echoes import bounded, redacted, shown
 from .errors import LegalSearchError
 from .search import Filters, Hit, LegalSearch
 from .terminal import clean
@@ -45,8 +45,6 @@ UnitArg = Annotated[
 Names = Annotated[list[Annotated[str, Field(max_length=200)]] | None, Field(max_length=50)]
 PASSAGE_CHARS = 3000  # a search hit carries its whole unit up to this length, else the passage that matched
 PAGE_CHARS = 6000  # get_article's default page
-SHOWN_CHARS = 24  # of a value an error quotes
-ERROR_CHARS = 300  # of an error line
 
 
 # --- output schemas ---------------------------------------------------------------------------------------------
@@ -169,16 +167,10 @@ class ChangesOut(Out):
 
 
 # --- errors -----------------------------------------------------------------------------------------------------
-def shown(value: object, limit: int = SHOWN_CHARS) -> str:
-    """A harmless prefix of a value an error repeats: letters, digits and plain punctuation, '…' where cut."""
-    text = str(value)
-    return re.sub(r"[^\w .,:;()/+-]", "?", text[:limit]) + ("…" if len(text) > limit else "")
-
-
-def one_line(message: str, limit: int = ERROR_CHARS) -> str:
-    """The first line of `message`, cleaned of control characters and markup, at most `limit` characters."""
-    line = clean((str(message).splitlines() or [""])[0]).replace("<", "?").replace(">", "?")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def one_line(message: str, values: tuple = ()) -> str:
+    """An error line for an agent (`echoes.redacted`): the first line, escape sequences out, each of the call's
+    `values` it quotes cut to a short harmless prefix, no file paths, at most 300 characters."""
+    return redacted(clean(str(message)), values)
 
 
 def invalid_arguments(exc: ValidationError, tool: str) -> str:
@@ -196,7 +188,7 @@ def invalid_arguments(exc: ValidationError, tool: str) -> str:
         message = f"{tool}: {where}: {str(first['msg']).splitlines()[0]}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more)"
-    return one_line(message)
+    return bounded(message)
 
 
 # --- text parts ---------------------------------------------------------------------------------------------
@@ -348,7 +340,7 @@ class StrictTool(Tool):
             cause = exc.__cause__
             if isinstance(cause, ValidationError):
                 raise ToolError(invalid_arguments(cause, self.name)) from cause
-            raise ToolError(one_line(str(cause) if isinstance(cause, ToolError) else str(exc))) from cause
+            raise ToolError(one_line(str(cause) if isinstance(cause, ToolError) else str(exc), (arguments,))) from cause
 
 
 def _refuse_unknown_arguments(tool) -> None:
@@ -365,8 +357,8 @@ def create_server(search: LegalSearch):
     def answer(call):
         try:
             return call()
-        except LegalSearchError as exc:
-            raise ToolError(one_line(str(exc))) from None
+        except LegalSearchError as exc:  # StrictTool.run bounds the line and cuts the arguments it quotes
+            raise ToolError(str(exc)) from None
 
     def laws_of(names: list[str] | None) -> tuple[str, ...]:
         return tuple(search.unit(name, "")[0] for name in names or ())
