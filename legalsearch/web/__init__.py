@@ -14,7 +14,19 @@ from markupsafe import Markup, escape
 from ..dates import check_day
 from ..echoes import shown
 from ..errors import LegalSearchError, QueryError, UsageError
-from ..search import SEARCH_MODES, Filters, LegalSearch
+from ..search import SEARCH_MODES, Filters, LegalSearch, NoEarlierWordings
+from .present import (
+    article_for,
+    bare_title,
+    citation_label,
+    contents,
+    heading_title,
+    law_name,
+    neighbours,
+    norm_names,
+    snippet,
+    spanish_date,
+)
 
 HERE = Path(__file__).resolve().parent
 PAGE_CSP = (
@@ -30,9 +42,9 @@ FIELD_LABELS = {
     "fecha": "«A fecha de»", "desde": "«Desde»", "hasta": "«Hasta»", "k": "El número de resultados",
     "boe_id": "La ley", "article_id": "El artículo",
 }  # fmt: skip
-MONTHS = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre",
-          "noviembre", "diciembre")  # fmt: skip
-MODE_LABELS = {"hybrid": "Híbrido", "dense": "Semántico", "funnel": "Semántico rápido", "lexical": "Palabras (BM25)"}
+MODE_LABELS = {"hybrid": "Palabras y significado", "dense": "Por significado", "funnel": "Por significado (rápido)",
+               "lexical": "Por palabras"}  # fmt: skip
+MAX_PAGES = 10  # "más resultados" goes this many pages deep
 WORD = re.compile(r"\w+|\W+")
 
 
@@ -50,19 +62,6 @@ def highlight(text: str, query: str) -> Markup:
     return Markup("").join(parts)
 
 
-def contents_tree(units: list[dict]) -> list[dict]:
-    """The table of contents: nested {"title", "children", "units"} from each unit's path, in the law's order."""
-    root: dict = {"title": None, "children": [], "units": []}
-    for unit in units:
-        node = root
-        for heading in unit["path"]:
-            if not node["children"] or node["children"][-1]["title"] != heading:
-                node["children"].append({"title": heading, "children": [], "units": []})
-            node = node["children"][-1]
-        node["units"].append(unit)
-    return [root] if root["units"] and not root["children"] else [*([root] if root["units"] else []), *root["children"]]
-
-
 def is_page(path: str) -> bool:
     """Whether `path` is one of the Spanish pages (their errors are pages too, in Spanish), not the JSON API."""
     return path in PAGE_PATHS or path.startswith("/ley/")
@@ -70,10 +69,7 @@ def is_page(path: str) -> bool:
 
 def spanish_day(day: str | None) -> str:
     """ "2011-09-27" → "27 de septiembre de 2011"."""
-    if not day:
-        return "una fecha desconocida"
-    year, month, dd = day.split("-")
-    return f"{int(dd)} de {MONTHS[int(month) - 1]} de {year}"
+    return spanish_date(day) if day else "una fecha desconocida"
 
 
 def bad_date(field: str) -> str:
@@ -103,6 +99,13 @@ def _first_bad_date(**days: str) -> str | None:
     return None
 
 
+def _asked(q: str, modo: str | None, ley: str, rango: str, vigentes: bool, fecha: str, k: int) -> dict:
+    """The search's parameters as the page's links repeat them (with another `pagina`), empty ones left out."""
+    asked = {"q": q, "modo": modo or "", "ley": ley, "rango": rango, "vigentes": "true" if vigentes else "",
+             "fecha": fecha, "k": "" if k == 10 else str(k)}  # fmt: skip
+    return {name: value for name, value in asked.items() if value}
+
+
 class Pages:
     """Renders the pages of one open index."""
 
@@ -114,29 +117,42 @@ class Pages:
             loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
             trim_blocks=True, lstrip_blocks=True,
         )  # fmt: skip
-        self.env.globals.update(modes=SEARCH_MODES, mode_labels=MODE_LABELS)
-        self.env.filters["highlight"] = highlight
+        self.env.globals.update(
+            modes=SEARCH_MODES,
+            mode_labels=MODE_LABELS,
+            snippet=snippet,
+            label=citation_label,
+            heading_title=heading_title,
+        )
+        self.env.filters.update(
+            highlight=highlight, fecha=spanish_date, sin_punto=bare_title, ley_corta=law_name, articulo=article_for
+        )
 
     def render(self, name: str, **context) -> str:
         return self.env.get_template(name).render(**context)
 
     def search_page(
-        self, q: str, modo: str | None, ley: str, rango: str, vigentes: bool, fecha: str, k: int
+        self, q: str, modo: str | None, ley: str, rango: str, vigentes: bool, fecha: str, k: int, pagina: int = 1
     ) -> tuple[int, str]:
+        """The search form and, for a question, page `pagina` of its results (`k` a page), how many, whether
+        there are more, and whether any answers well (`Hit.good_match`)."""
         laws = self.search.laws()
         rangos = sorted({law["rango"] for law in laws if law["rango"]})
-        hits, error = [], None
+        hits, error, more, good = [], None, False, True
         if q.strip():
             error = self._search_problem(laws, rangos, ley, rango, fecha)
         if q.strip() and error is None:
             filters = Filters((ley,) if ley else (), (rango,) if rango else (), (), vigentes, fecha or None)
             try:
-                hits = self.search.search(q, k=k, mode=modo or None, filters=filters)
+                found = self.search.search(q, k=pagina * k + 1, mode=modo or None, filters=filters)
+                hits, more = found[(pagina - 1) * k : pagina * k], len(found) > pagina * k and pagina < MAX_PAGES
+                good = any(hit.good_match for hit in found)
             except QueryError:
                 error = "No se pudo hacer esta búsqueda: pruebe con otra pregunta u otros filtros."
         page = self.render(
             "search.html", q=q, modo=modo or self.search.default_mode, ley=ley, rango=rango, vigentes=vigentes,
-            fecha=fecha, hits=hits, error=error, laws=laws, rangos=rangos,
+            fecha=fecha, hits=hits, error=error, laws=laws, rangos=rangos, pagina=pagina, more=more, good=good,
+            first=(pagina - 1) * k + 1, asked=_asked(q, modo, ley, rango, vigentes, fecha, k),
         )  # fmt: skip
         return (400 if error else 200), page
 
@@ -161,7 +177,7 @@ class Pages:
             )
         from ..citations import short_name
 
-        return 200, self.render("law.html", law=law, short_name=short_name(boe_id), tree=contents_tree(law["units"]))
+        return 200, self.render("law.html", law=law, short_name=short_name(boe_id), tree=contents(law["units"]))
 
     def article_page(self, boe_id: str, article_id: str, fecha: str, desde: str, hasta: str) -> tuple[int, str]:
         problem = _first_bad_date(fecha=fecha, desde=desde, hasta=hasta)
@@ -179,15 +195,23 @@ class Pages:
             return self.error_page(400, problem, (here, "Ver la redacción vigente"))
         try:
             diff = self.search.diff(boe_id, article_id, desde, hasta) if desde and hasta else None
+        except NoEarlierWordings:
+            message = "Este índice no guarda redacciones anteriores de esta ley: no puede compararlas."
+            return self.error_page(400, message, (f"/ley/{quote(boe_id, safe='')}/{quote(article_id, safe='')}",
+                                                  "Ver la redacción vigente"))  # fmt: skip
         except LegalSearchError:
             return self.error_page(400, "No se pudieron comparar estas redacciones: elija otras fechas.")
         wordings = unit["wordings"]
         dated = [w["version_date"] for w in wordings if w["version_date"]]
         defaults = {"desde": desde or (dated[0] if dated else ""), "hasta": hasta or (dated[-1] if dated else "")}
+        before, after = neighbours(law["units"], unit["article_id"])
         return 200, self.render(
             "article.html", law=law, unit=unit, diff=diff, fecha=fecha, paragraphs=unit["text"].split("\n"),
-            **defaults,
+            before=before, after=after, names=norm_names(law, self._titles()), **defaults,
         )  # fmt: skip
+
+    def _titles(self) -> dict[str, str]:
+        return {law["boe_id"]: law["title"] for law in self.search.laws()}
 
     def _missing_unit(self, boe_id: str, article_id: str, fecha: str) -> tuple[int, str]:
         law_url = f"/ley/{quote(boe_id, safe='')}"
@@ -217,7 +241,10 @@ class Pages:
                 feed = self.search.changes(desde)
             except QueryError:
                 error = "No se pudieron listar los cambios: elija otra fecha."
-        return (400 if error else 200), self.render("changes.html", desde=desde, feed=feed, error=error)
+        titles, names = self._titles(), {}
+        for law in feed:
+            names.update(norm_names(self.search.law(law["boe_id"]), titles))
+        return (400 if error else 200), self.render("changes.html", desde=desde, feed=feed, error=error, names=names)
 
 
 def add_pages(app, search: LegalSearch) -> None:
@@ -238,9 +265,10 @@ def add_pages(app, search: LegalSearch) -> None:
     def home(
         q: str = Query("", max_length=4000), modo: str = Query("", max_length=20), ley: str = Query("", max_length=40),
         rango: str = Query("", max_length=100), vigentes: bool = False, fecha: str = Query("", max_length=10),
-        k: int = Query(10, ge=1, le=50),
+        k: int = Query(10, ge=1, le=50), pagina: int = Query(1, ge=1, le=MAX_PAGES),
     ) -> HTMLResponse:  # fmt: skip
-        return html(pages.search_page(q, modo if modo in SEARCH_MODES else None, ley, rango, vigentes, fecha, k))
+        mode = modo if modo in SEARCH_MODES else None
+        return html(pages.search_page(q, mode, ley, rango, vigentes, fecha, k, pagina))
 
     @app.get("/ley/{boe_id}", include_in_schema=False)
     def law(boe_id: str) -> HTMLResponse:
