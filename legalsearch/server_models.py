@@ -69,6 +69,15 @@ class Reference(Answer):
     texto: str = Field(description="What the BOE says about the relation.")
 
 
+class Referencias(Answer):
+    anteriores: list[Reference] | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="Earlier norms this one modifies, repeals …"
+    )
+    posteriores: list[Reference] | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="Later norms that modify, repeal … this one."
+    )
+
+
 class LawFacts(Answer):
     boe_id: str = Field(description="The law's BOE id.", examples=["BOE-A-1978-31229"])
     title: str = Field(description="The official title (the BOE id where the source had none).")
@@ -81,9 +90,7 @@ class LawFacts(Answer):
     eli_url: str | None = Field(description="European Legislation Identifier URL, if known.")
     status: str | None = Field(description='"vigente", "derogado" …, if known.')
     materias: list[str] = Field(description="The BOE's subject headings (análisis).")
-    referencias: dict[str, list[Reference]] = Field(
-        description='Norms this one relates to, under "anteriores" (earlier) and "posteriores" (later).'
-    )
+    referencias: Referencias = Field(description="The norms this one relates to (BOE análisis).")
     source_format: str | None = Field(description="What it was indexed from: boe-api-xml, boe-xml, html, pdf, text.")
     source_sha256: str | None = Field(description="sha256 of the source indexed.")
 
@@ -200,6 +207,15 @@ class SyncRun(Answer):
     commit: int | None = Field(description="The index commit the run made, if it made one.")
 
 
+class Counts(Answer):
+    laws: int = Field(description="Laws.")
+    articles: int = Field(description="Units (articles, disposiciones …) in their wording in force.")
+    chunks: int = Field(description="Passages embedded.")
+    earlier_wordings: int | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="Earlier wordings of units (index --history)."
+    )
+
+
 class Health(Answer):
     status: str = Field(description='"ok".')
     commit: int = Field(description="The index commit being served (it follows new ones).")
@@ -211,4 +227,4 @@ class Health(Answer):
     runtime: str = Field(description='How queries are embedded: backend and precision ("openvino bf16").')
     dims: list[int] = Field(description="The vector sizes built.")
     default_mode: str = Field(description="The search mode used when a request names none.")
-    counts: dict[str, int] = Field(description="laws, articles, chunks, earlier_wordings.")
+    counts: Counts = Field(description="What the index holds.")
