@@ -66,7 +66,6 @@ def stem(word: str) -> str:
 K1, B = 1.5, 0.75  # BM25, Lucene's variant (idf = ln(1 + (N - df + 0.5) / (df + 0.5)))
 TERMS, INDPTR, DOCS, TFS, LENGTHS = "terms.json", "indptr.npy", "docs.npy", "tfs.npy", "lengths.npy"
 FILES = (TERMS, INDPTR, DOCS, TFS, LENGTHS)
-FILES = (TERMS, INDPTR, DOCS, TFS, LENGTHS)
 
 
 @dataclass
@@ -81,6 +80,7 @@ class Postings:
     docs: np.ndarray  # int32 local rows, grouped by term, ascending within a term
     tfs: np.ndarray  # float32 term frequencies
     lengths: np.ndarray  # int32 tokens per row
+    folder: Path | None = None  # where they were read from (named when a value read is out of range)
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> Postings:
@@ -113,6 +113,7 @@ class Postings:
         position = {t: i for i, t in enumerate(vocabulary)}
         term_ids, docs, tfs, lengths, offset = [], [], [], [], 0
         for postings, kept in parts:
+            postings._check_values(np.asarray(postings.docs), np.asarray(postings.tfs))  # a merge reads them all
             n = len(postings.lengths)
             renumber = np.full(n, -1, dtype=np.int64)
             kept = np.arange(n) if kept is None else np.asarray(kept, dtype=np.int64)
@@ -150,15 +151,44 @@ class Postings:
             raise IndexFormatError(f"{folder}: unreadable BM25 postings ({exc}); rebuild the index") from None
         indptr, docs, tfs, lengths = arrays
         if (
-            not isinstance(terms, list) or len(indptr) != len(terms) + 1 or docs.shape != tfs.shape
-            or len(lengths) != rows or int(indptr[-1]) != len(docs)
+            not isinstance(terms, list) or any(a.ndim != 1 for a in arrays) or len(indptr) != len(terms) + 1
+            or docs.shape != tfs.shape or len(lengths) != rows or int(indptr[-1]) != len(docs)
         ):  # fmt: skip
-            raise IndexFormatError(f"{folder}: BM25 arrays that do not match each other; rebuild the index")
-        return cls(terms, indptr, docs, tfs, lengths)
+            raise _out_of_range(folder, "arrays that do not match each other")
+        kinds = (indptr.dtype.kind, docs.dtype.kind, tfs.dtype.kind, lengths.dtype.kind)
+        if kinds[0] not in "iu" or kinds[1] not in "iu" or kinds[2] != "f" or kinds[3] not in "iu":
+            raise _out_of_range(folder, f"arrays of {', '.join(str(a.dtype) for a in arrays)}")
+        # cheap here (one value per term or row); each term's rows and frequencies are checked as they are read
+        if int(indptr[0]) != 0 or (len(indptr) > 1 and np.diff(indptr).min() < 0):
+            raise _out_of_range(folder, "term offsets that go backwards")
+        if len(lengths) and int(lengths.min()) < 0:
+            raise _out_of_range(folder, "a negative row length")
+        return cls(terms, indptr, docs, tfs, lengths, folder)
+
+    def postings(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The local rows holding term number `t` and how often, checked (`_check_values`)."""
+        start, end = int(self.indptr[t]), int(self.indptr[t + 1])
+        docs, tfs = np.asarray(self.docs[start:end]), np.asarray(self.tfs[start:end])
+        self._check_values(docs, tfs)
+        return docs, tfs
+
+    def _check_values(self, docs: np.ndarray, tfs: np.ndarray) -> None:
+        """A row outside the segment or a frequency that is not a positive number makes the index damaged: never
+        a wrong score or a crash."""
+        if len(docs) and (int(docs.min()) < 0 or int(docs.max()) >= len(self.lengths)):
+            raise _out_of_range(self.folder, f"rows outside the segment's {len(self.lengths)} rows")
+        if len(tfs) and not (np.isfinite(tfs).all() and tfs.min() > 0):
+            raise _out_of_range(self.folder, "a term frequency that is not a positive number")
 
     @cached_property
     def vocab(self) -> dict[str, int]:
         return {t: i for i, t in enumerate(self.terms)}
+
+
+def _out_of_range(folder: Path | None, what: str) -> IndexFormatError:
+    return IndexFormatError(
+        f"{folder or 'BM25 postings'}: BM25 postings with {what}; the index is damaged: rebuild it into a new --index"
+    )
 
 
 @dataclass
@@ -182,10 +212,10 @@ class Part:
         t = self.postings.vocab.get(term)
         if t is None:
             return 0
-        start, end = int(self.postings.indptr[t]), int(self.postings.indptr[t + 1])
+        docs, _ = self.postings.postings(t)
         if self.live is None:
-            return end - start
-        return int(self.live[self.postings.docs[start:end]].sum())
+            return len(docs)
+        return int(self.live[docs].sum())
 
 
 class LexicalIndex:
@@ -221,9 +251,7 @@ class LexicalIndex:
                 t = part.postings.vocab.get(term)
                 if t is None:
                     continue
-                start, end = int(part.postings.indptr[t]), int(part.postings.indptr[t + 1])
-                docs = np.asarray(part.postings.docs[start:end])
-                tf = np.asarray(part.postings.tfs[start:end])
+                docs, tf = part.postings.postings(t)
                 norm = np.float32(K1) * (
                     np.float32(1 - B) + np.float32(B) * part.postings.lengths[docs] / np.float32(self.average_length)
                 )

@@ -301,6 +301,9 @@ def _manifest_problem(manifest: object) -> str | None:
         return "'faiss' names an unknown kind or quantization"
     if not isinstance(manifest["chunking"].get("max_tokens"), int):
         return "'chunking' lacks max_tokens"
+    problem = _defaults_problem(manifest.get("defaults", {}), model["dim"])
+    if problem:
+        return problem
     for name, meta in manifest.get("files", {}).items():
         if (
             not isinstance(meta, dict)
@@ -310,6 +313,42 @@ def _manifest_problem(manifest: object) -> str | None:
             return f"'files' entry {name!r} lacks bytes or sha256"
         if name.startswith(("/", "..")) or ".." in Path(name).parts:
             return f"'files' entry {name!r} points outside the index"
+    return None
+
+
+SEARCH_MODES = ("dense", "funnel", "lexical", "hybrid")  # search.SEARCH_MODES
+
+
+def _number(value: object, low: float = 0.0) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value >= low
+
+
+def _count(value: object, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _defaults_problem(defaults: object, full_dim: int) -> str | None:
+    """What is wrong with the manifest's search `defaults` (None: nothing): every value this code reads must have
+    the type and range it expects (keys it does not know are left alone)."""
+    if not isinstance(defaults, dict):
+        return f"'defaults' holds {type(defaults).__name__}, not an object"
+    checks = {
+        "mode": lambda v: v in SEARCH_MODES,
+        "dim": lambda v: _count(v) and v <= full_dim,
+        "k": _count,
+        "hybrid_weights": lambda v: isinstance(v, dict) and all(_number(v.get(s, 1.0)) for s in ("dense", "lexical")),
+        "funnel_dim": lambda v: _count(v) and v <= full_dim,
+        "funnel_shortlist": _count,
+        "hybrid_funnel_above": lambda v: _count(v, 0),
+        "lexicon_weight": _number,
+        "time_detection": lambda v: isinstance(v, bool),
+        "priors": lambda v: isinstance(v, dict) and all(_number(x) for x in v.values()),
+        "calibration": lambda v: isinstance(v, dict),
+        "match_cosine": lambda v: _number(v, -1.0) or (isinstance(v, dict) and all(_number(x, -1) for x in v.values())),
+    }  # fmt: skip
+    for key, valid in checks.items():
+        if key in defaults and not valid(defaults[key]):
+            return f"'defaults.{key}' is {str(json.dumps(defaults[key]))[:40]}, not a value it can take"
     return None
 
 
@@ -346,6 +385,7 @@ def read_manifest(index: Path, upgrade: bool = False) -> dict:
         raise IndexFormatError(
             f"{path}: not a valid legalsearch manifest ({problem}); rebuild the index into a new --index"
         )
+    manifest.setdefault("defaults", {})
     if version == FORMAT_VERSION:
         manifest.update(catalogue_facts(index))
     for name, meta in manifest["files"].items():

@@ -146,6 +146,11 @@ DAMAGES = {
     "manifest-is-a-list": (lambda i: (i / "manifest.json").write_text("[]"), "manifest.json"),
     "manifest-without-dims": (lambda i: _manifest(i, _without_dims), "manifest.json"),
     "manifest-not-json": (lambda i: (i / "manifest.json").write_text("{not json"), "manifest.json"),
+    "defaults-null": (lambda i: _manifest(i, lambda m: {**m, "defaults": None}), "defaults"),
+    "defaults-wrong-type": (
+        lambda i: _manifest(i, lambda m: {**m, "defaults": {**m["defaults"], "hybrid_weights": "x"}}), "hybrid_weights"
+    ),
+    "defaults-dim-text": (lambda i: _manifest(i, lambda m: {**m, "defaults": {**m["defaults"], "dim": "64"}}), "dim"),
     "sqlite-header": (lambda i: _overwrite(i / "legalsearch.sqlite", 0, b"garbage garbage!"), "legalsearch.sqlite"),
     "sqlite-page": (lambda i: _overwrite(i / "legalsearch.sqlite", 4096, os.urandom(8192)), "legalsearch.sqlite"),
     "vectors-header": (lambda i: _overwrite(_in_segment(i, "vectors.f16.npy"), 0, NPY_INT64), "vectors"),
