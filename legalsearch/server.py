@@ -18,9 +18,11 @@ from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, server_models
 from .dates import check_day
@@ -133,6 +135,15 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     if len(errors) > 1:
         detail += f" (and {len(errors) - 1} more)"
     return JSONResponse({"detail": bounded(detail)}, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """The API's own errors as FastAPI writes them; on a page path (a mistyped /ley/… link) a Spanish page."""
+    if is_page(request.url.path):
+        missing = exc.status_code == 404
+        return _page(request, exc.status_code, "Esta página no existe: vuelva a la búsqueda." if missing else
+                     "No se pudo atender esta petición: vuelva a la búsqueda.")  # fmt: skip
+    return await http_exception_handler(request, exc)
 
 
 def _request_values(request: Request) -> list[str]:
@@ -354,6 +365,7 @@ def create_app(search: LegalSearch, token: str | None = None, hosts: frozenset[s
         _document_the_token(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(LegalSearchError, _library_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     add_pages(app, search)
     app.add_middleware(BodyLimit)
     app.add_middleware(Guard, token=token, hosts=hosts)

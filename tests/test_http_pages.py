@@ -42,6 +42,7 @@ def _alert(page) -> str:
         ("/ley/BOE-A-2099-77/a2", {"desde": "2001-01-01", "hasta": "2022-13-01"}, 400, "«Hasta» no es una fecha"),
         ("/ley/BOE-A-2099-77/a2", {"desde": "1990-01-01", "hasta": "2006-01-01"}, 400, "no estaba en vigor el 1 de"),
         ("/cambios", {"desde": "2021-13-01"}, 400, "«Desde» no es una fecha válida"),
+        ("/ley/BOE-A-2099-77/a1/<script>", {}, 404, "Esta página no existe"),
     ],
 )
 def test_page_errors_are_spanish_and_name_the_field(client, path, params, status, line) -> None:  # noqa: F811
