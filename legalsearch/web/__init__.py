@@ -38,7 +38,7 @@ DOCS_CSP = (
 )
 PAGE_PATHS = ("/", "/cambios")
 FIELD_LABELS = {
-    "q": "La pregunta", "modo": "«Modo»", "ley": "«Ley»", "rango": "«Rango»", "vigentes": "«Solo en vigor»",
+    "q": "La pregunta", "modo": "«Cómo buscar»", "ley": "«Ley»", "rango": "«Rango»", "vigentes": "«Solo en vigor»",
     "fecha": "«A fecha de»", "desde": "«Desde»", "hasta": "«Hasta»", "k": "El número de resultados",
     "boe_id": "La ley", "article_id": "El artículo",
 }  # fmt: skip
