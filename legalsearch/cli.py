@@ -22,7 +22,7 @@ from .embedding import default_model, recorded_runtime
 from .errors import LegalSearchError, UsageError
 from .progress import PlainProgress
 from .search import Filters, LegalSearch
-from .sources.fetch import BOEClient, default_cache
+from .sources.fetch import DEFAULT_API, BOEClient, default_cache
 from .terminal import SafeConsole, clean, json_text
 from .wordings import plain_diff
 
@@ -34,8 +34,7 @@ app = typer.Typer(
     epilog="Environment: LEGALSEARCH_INDEX (index folder; default indexes/default), LEGALSEARCH_CACHE (downloaded "
     "laws; default corpora/cache), LEGALSEARCH_MODEL (model of a new index; default "
     "dariolopez/bge-m3-es-legal-tmp-3), LEGALSEARCH_MODELS (exported ONNX/OpenVINO models; default "
-    "~/.cache/legalsearch/models), LEGALSEARCH_BOE_API (BOE open-data API; default "
-    "https://www.boe.es/datosabiertos/api/legislacion-consolidada).",
+    f"~/.cache/legalsearch/models), LEGALSEARCH_BOE_API (the BOE open-data API's root; default {DEFAULT_API}).",
     rich_markup_mode=None,  # plain help: rich markup would eat every "[default …]" and "legalsearch[ray]"
 )
 # every line printed goes through `SafeConsole`: no escape sequence from a law's text reaches the terminal
@@ -62,12 +61,17 @@ BackendOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--backend",
-        help="torch, onnx or openvino [default: the index's; for a new index torch (CUDA fp16 on a GPU)].",
+        help="torch, onnx or openvino [default: the index's; for a new index openvino bf16 on a CPU, torch fp16 on "
+        "a GPU].",
     ),
 ]
 PrecisionOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--precision", help="fp32, fp16, bf16 (torch) or int8 (onnx, openvino) [default: as --backend]."),
+    typer.Option(
+        "--precision",
+        help="fp32, fp16 (torch, GPU), bf16 (torch, openvino) or int8 (onnx, openvino) [default: the index's; for a "
+        "new index bf16 with openvino, fp16 with torch on a GPU, else fp32].",
+    ),
 ]
 ModeOpt = Annotated[
     Optional[str],  # noqa: UP045
@@ -737,7 +741,7 @@ def info(
         out.print(f"built      {manifest['created']}; updated {manifest['updated']} (commit {search.commit})")
         parts = manifest.get("segments", [])
         deleted = sum(p["deleted"] for p in parts)
-        size = sum(f["bytes"] for f in manifest["files"].values()) + (search.path / "legalsearch.sqlite").stat().st_size
+        size = indexing.stored_bytes(search.path, manifest)
         out.print(
             f"storage    {_human_bytes(size)}: {len(parts)} segment{'s' * (len(parts) != 1)}"
             f" ({deleted} deleted rows awaiting a merge), {len(manifest['files'])} segment files + the catalogue",

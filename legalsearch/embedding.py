@@ -49,6 +49,11 @@ FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")  # the same weights: their vectors a
 CPU_DEFAULT = ("openvino", "bf16")
 GPU_DEFAULT = ("torch", "fp16")
 EXPORT_FOLDERS = ("onnx", "openvino")  # written beside a model by `_ensure_exported`; not part of its fingerprint
+# What an export made for another runtime than its own is (`_ensure_exported` says so in its one line)
+EXPORT_STEPS = {
+    "openvino bf16": " (an fp32 OpenVINO model, run in bf16)",
+    "onnx int8": " (first in fp32, then quantised)",
+}
 
 
 def default_model() -> str:
@@ -184,6 +189,21 @@ class Encoder:
         return out
 
 
+def short_reason(exc: BaseException, limit: int = 160) -> str:
+    """One whole, readable line for why a third-party call failed: the error's first line when short; for a
+    network error's nested message, its type, the system's reason and the host; else the words that fit, marked
+    as cut."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    if len(line) <= limit:
+        return line
+    errno = re.search(r"\[Errno -?\d+\] ([^)\"'\\]+)", line)
+    host = re.search(r"host=\\?'([\w.-]+)", line)
+    if errno:
+        return f"{type(exc).__name__}: {errno[1].strip()}" + (f" ({host[1]})" if host else "")
+    return f"{type(exc).__name__}: {line[: limit - 30].rsplit(' ', 1)[0]} …"
+
+
 def _ensure_downloadable(model_id: str, notify: Callable[[str], None] | None) -> None:
     """A hub model not in the local cache is downloaded only after saying what and how big; with no network
     (or HF_HUB_OFFLINE=1) fail at once instead of waiting on retries."""
@@ -205,7 +225,7 @@ def _ensure_downloadable(model_id: str, notify: Callable[[str], None] | None) ->
     try:
         info = model_info(model_id, timeout=10, files_metadata=True)
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        reason = short_reason(exc)
         raise ModelError(
             f"cannot load model from Hugging Face hub id {model_id!r}: not cached and the hub cannot be reached "
             f"or does not know it [{reason}]; {how}"
@@ -348,21 +368,29 @@ def _export_folder(folder: Path, key: str, own: bool) -> Path:
     return mirror
 
 
-def _ensure_exported(folder: Path, backend: str, precision: str, notify: Callable[[str], None] | None) -> str:
+def _ensure_exported(
+    folder: Path, backend: str, precision: str, notify: Callable[[str], None] | None, runtime: str | None = None
+) -> str:
     """Export (and quantise) the model in `folder` for `backend precision` unless already there; return the
     file's path inside `folder`. Written to a temporary folder and moved into place, so an interrupted export
-    leaves nothing half-written, and an existing export is never redone."""
+    leaves nothing half-written, and an existing export is never redone. `runtime` is what the export is for
+    (openvino bf16 runs the fp32 export; onnx int8 quantises it), named in the one line it prints."""
     from sentence_transformers import SentenceTransformer
 
+    runtime = runtime or f"{backend} {precision}"
     relative = exported_file(backend, precision)
     assert relative is not None
     if (folder / relative).exists():
         return relative
     if backend == "openvino" and precision == "bf16":
-        return _ensure_exported(folder, backend, "fp32", notify)
-    base = _ensure_exported(folder, backend, "fp32", notify) if precision == "int8" and backend == "onnx" else None
+        return _ensure_exported(folder, backend, "fp32", notify, runtime)
+    if precision == "int8" and backend == "onnx":
+        base = _ensure_exported(folder, backend, "fp32", notify, runtime)
+    else:
+        base = None
     if notify is not None:
-        notify(f"exporting the model to {backend} {precision} once; cached as {folder / relative}")
+        step = "" if f"{backend} {precision}" == runtime else EXPORT_STEPS.get(runtime, f" ({backend} {precision})")
+        notify(f"exporting the model for {runtime} once{step}; cached as {folder / relative}")
     for name in ("sentence_transformers.backend.utils", "nncf"):  # we do save; NNCF prints a table per export
         logging.getLogger(name).setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=folder) as scratch:
@@ -473,8 +501,7 @@ def _load_encoder(
         )
         if backend != "torch":
             hint = f"it could not be exported to or run with {backend} {precision}; try --backend torch"
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load model from {where}: {hint} [{reason}]") from None
+        raise ModelError(f"cannot load model from {where}: {hint} [{short_reason(exc)}]") from None
     resolved_id = str(local.resolve()) if is_local else model_id
     return Encoder(model, resolved_id, revision, precision, backend, variant)
 
@@ -495,9 +522,8 @@ def load_cross_encoder(model_id: str, device: str | None = None, notify: Callabl
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             return CrossEncoder(str(local) if local.exists() else model_id, device=device)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(
-            f"cannot load reranker {model_id}: not a sentence-transformers CrossEncoder [{reason}]"
+            f"cannot load reranker {model_id}: not a sentence-transformers CrossEncoder [{short_reason(exc)}]"
         ) from None
 
 

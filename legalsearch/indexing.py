@@ -384,7 +384,7 @@ def build(
         if stored is None and not plan.chosen:
             raise NothingToIndex(report.errors)
         if stored is not None and not plan.chosen and not plan.removed and not plan.rewrite:
-            _report_counts(report, stored.manifest)
+            _report_counts(report, stored.manifest, index)
             report.reused = report.chunks
             report.up_to_date = True
             if options.compact:
@@ -401,18 +401,25 @@ def build(
         report.compacted = compact(index, everything=options.compact)
         if report.compacted:
             manifest = read_manifest(index)
-    _report_counts(report, manifest)
+    _report_counts(report, manifest, index)
     report.reused = report.chunks - report.embedded
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _report_counts(report: IndexReport, manifest: dict) -> None:
+def stored_bytes(index: Path, manifest: dict) -> int:
+    """The bytes an index holds: its segment files and its catalogue (what `index` and `info` both report)."""
+    catalogue = [index / "legalsearch.sqlite", index / "legalsearch.sqlite-wal"]
+    files = sum(meta["bytes"] for meta in manifest["files"].values())
+    return files + sum(f.stat().st_size for f in catalogue if f.exists())
+
+
+def _report_counts(report: IndexReport, manifest: dict, index: Path) -> None:
     counts = manifest["counts"]
     report.laws, report.articles, report.chunks = counts["laws"], counts["articles"], counts["chunks"]
     report.earlier_wordings = counts.get("earlier_wordings", 0)
     report.dims = list(manifest["dims"])
-    report.bytes = sum(meta["bytes"] for meta in manifest["files"].values())
+    report.bytes = stored_bytes(index, manifest)
     report.commit = manifest.get("commit")
 
 

@@ -84,6 +84,10 @@ def _index_errors(method):
     return wrapper
 
 
+class NoEarlierWordings(QueryError):
+    """A diff asks for a wording the index does not hold: the law was indexed without its earlier wordings."""
+
+
 class _PerSnapshot:
     """What a reader computes from one commit (the article of each chunk row, filters' rows …), kept on that
     commit's snapshot: a query pinned to a snapshot never reads what was computed for another one."""
@@ -867,6 +871,7 @@ class LegalSearch:
                 f"{self.path} holds only the wording in force of each unit; index the law's BOE API XML with "
                 "`legalsearch index SOURCE --history` to compare wordings"
             )
+        self._check_earlier_wordings(boe_id, article_id, wordings, min(date_from, date_to))
         old, new = (self.article(boe_id, article_id, as_of=day) for day in (date_from, date_to))
         for day, found in ((date_from, old), (date_to, new)):
             if found is None:
@@ -884,6 +889,21 @@ class LegalSearch:
             "changed": any(span.op != "equal" for span in spans),
             "spans": [asdict(span) for span in spans],
         }  # fmt: skip
+
+    def _check_earlier_wordings(self, boe_id: str, article_id: str, wordings: list[dict], earliest: str) -> None:
+        """`NoEarlierWordings` when the index holds no earlier wording of `boe_id` (indexed without --history, or
+        from a source that has none) and `earliest` is before the one wording it holds, or that wording is undated:
+        the index cannot say what the unit read then."""
+        query = "SELECT 1 FROM articles WHERE boe_id = ? AND version_until IS NOT NULL LIMIT 1"
+        held = self._db().execute(query, (boe_id,)).fetchone()
+        first = min((w["version_date"] for w in wordings if w["version_date"]), default=None)
+        if held or (first is not None and earliest >= first):
+            return
+        since = f"; the wording it holds of {article_id} is in force from {first}" if first else ""
+        raise NoEarlierWordings(
+            f"the index holds no earlier wordings of {boe_id}{since}: index the law's BOE API XML with "
+            f"`legalsearch index {boe_id} --history` to compare wordings"
+        )
 
     def _wordings(self, boe_id: str, article_id: str) -> list[dict]:
         rows = self._db().execute(

@@ -78,7 +78,7 @@ def test_onnx_export_is_cached_beside_the_model_and_never_redone(model: Path) ->
     encoder = load_encoder(str(model), "cpu", notes.append, backend="onnx", precision="fp32")
     exported = model / "onnx" / "model.onnx"
     assert encoder.info.variant == "onnx/model.onnx" and exported.exists()
-    assert len(notes) == 1 and "exporting the model to onnx fp32 once" in notes[0]
+    assert len(notes) == 1 and "exporting the model for onnx fp32 once;" in notes[0]
     assert np.allclose(encoder.encode(TEXTS), reference, atol=1e-4)
     stamp = exported.stat().st_mtime_ns
     again = load_encoder(str(model), "cpu", notes.append, backend="onnx", precision="fp32")
@@ -96,8 +96,8 @@ def test_onnx_int8_quantizes_once_and_stays_close(model: Path) -> None:
     encoder = load_encoder(str(model), "cpu", notes.append, backend="onnx", precision="int8")
     assert encoder.info.variant.startswith("onnx/model_qint8_") and (model / encoder.info.variant).exists()
     assert [n.split(";")[0] for n in notes] == [
-        "exporting the model to onnx fp32 once",
-        "exporting the model to onnx int8 once",
+        "exporting the model for onnx int8 once (first in fp32, then quantised)",
+        "exporting the model for onnx int8 once",
     ]
     assert (encoder.encode(TEXTS) * reference).sum(1).min() > 0.95
     load_encoder(str(model), "cpu", notes.append, backend="onnx", precision="int8")
