@@ -16,9 +16,18 @@ A unit the question cites ("artículo 14 CE") is a good match by definition (1.0
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import numpy as np
+
+from .embedding import Encoder, models_home
+from .files import write_atomic
 from .lexical import TOKEN_PATTERN, stem, stems, stopwords
 from .lexicon import entries
 from .sources.structure import fold
@@ -36,6 +45,31 @@ NONSENSE = (
     "qué tiempo hará mañana en la playa", "las lunas de Júpiter y los anillos de Saturno",
     "how to install python on windows", "best chocolate cake recipe",
 )  # fmt: skip
+
+
+def probe_file(encoder: Encoder) -> Path:
+    """Where `probe_vectors` keeps the probes' vectors of one model and runtime."""
+    key = json.dumps([asdict(encoder.info), NONSENSE], sort_keys=True, default=str)
+    return models_home() / "probes" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+
+
+def probe_vectors(encoder: Encoder) -> np.ndarray:
+    """The `NONSENSE` strings embedded by `encoder`: computed once per model and runtime, then read from
+    `models_home()/probes/` (a dozen vectors; embedding them costs a large model seconds on a CPU, on every
+    `ask`). A cache that cannot be read or written is only a cost, never an error."""
+    path = probe_file(encoder)
+    try:
+        cached = np.load(path, allow_pickle=False)
+        if cached.shape == (len(NONSENSE), encoder.dim):
+            return cached
+    except (OSError, ValueError):
+        pass
+    vectors = np.asarray(encoder.encode(list(NONSENSE), batch_size=32), dtype=np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, vectors, allow_pickle=False)
+    with contextlib.suppress(OSError):
+        write_atomic(path, buffer.getvalue())
+    return vectors
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from .quiet import quiet_third_party
 from .ranking import SAMPLE as PRIOR_SAMPLE
 from .ranking import Candidate, Priors
 from .ranking import apply as apply_priors
-from .relevance import GOOD, MARGIN, NONSENSE, dense_evidence, lexical_evidence, question_words
+from .relevance import GOOD, MARGIN, NONSENSE, dense_evidence, lexical_evidence, probe_vectors, question_words
 from .retrievers import Dense, Funnel, Hybrid, Lexical, Retriever, View
 from .snapshot import Snapshot
 from .sources.structure import fold
@@ -226,7 +226,6 @@ class LegalSearch:
         self._device = device
         self._runtime = (backend, precision)
         self._rerankers: dict[str, object] = {}
-        self._probes: np.ndarray | None = None  # the NONSENSE strings embedded (`match_cosine`)
         self._lock = threading.RLock()
         self._pinned = threading.local()  # the snapshot the current thread's query reads (`_index_errors`)
         self._current = Snapshot(path, manifest)
@@ -401,7 +400,7 @@ class LegalSearch:
         if allowed is not None and len(allowed) == 0:
             return [[] for _ in queries]
         if mode != "lexical" and vectors is None:
-            vectors = self._embed_queries(queries)
+            vectors = self.embed(queries)
         keep = max(k, rerank_depth if rerank else 0)  # hits built: the reranker rescores its depth
         depth = max(keep, PRIOR_POOL if priors.active else 0)  # articles ranked: the priors reorder a pool
         ranked = self.retriever(mode, dim, shortlist).rank(queries, vectors, depth, allowed)
@@ -706,18 +705,11 @@ class LegalSearch:
                 hit.relevance = 1.0 if hit.match == "cita" else round(max(share, dense_evidence(cosine, threshold)), 4)
                 hit.good_match = hit.relevance >= GOOD
 
-    def _embed_queries(self, queries: list[str]) -> np.ndarray:
-        """`embed(queries)`; the first time, with the `NONSENSE` probes of `match_cosine` in the same batch."""
-        if self._probes is not None:
-            return self.embed(queries)
-        vectors = self.embed([*queries, *NONSENSE])
-        self._probes = vectors[len(queries) :]
-        return vectors[: len(queries)]
-
     def match_cosine(self, dim: int) -> float:
         """The cosine at `dim` from which the dense side counts as evidence of a match (`relevance.py`): the
         manifest's `defaults.match_cosine` (a number, or one per dim) where it was measured for the model, else
-        the best cosine the `NONSENSE` strings reach in this index plus `MARGIN` (computed once per commit)."""
+        the best cosine the `NONSENSE` strings reach in this index plus `MARGIN` (once per commit; their vectors
+        are cached per model, `relevance.probe_vectors`)."""
         recorded = self.manifest.get("defaults", {}).get("match_cosine")
         if isinstance(recorded, dict):
             recorded = recorded.get(str(dim))
@@ -725,9 +717,8 @@ class LegalSearch:
             return float(recorded)
         with self._lock:
             if dim not in self._match_cosine:
-                if self._probes is None:
-                    self._probes = self.embed(list(NONSENSE))
-                ranked = self.retriever("dense", dim).rank(list(NONSENSE), self._probes, 1, self._allowed(None))
+                probes = probe_vectors(self.encoder)
+                ranked = self.retriever("dense", dim).rank(list(NONSENSE), probes, 1, self._allowed(None))
                 floor = max((found[0][1] for found in ranked if found), default=1.0)
                 self._match_cosine[dim] = float(floor) + MARGIN
             return self._match_cosine[dim]

@@ -14,7 +14,7 @@ from legalsearch import indexing
 from legalsearch.cli import app
 from legalsearch.embedding import load_encoder, matryoshka
 from legalsearch.lexical import analyze
-from legalsearch.relevance import GOOD, MARGIN, NONSENSE
+from legalsearch.relevance import GOOD, MARGIN, NONSENSE, probe_file, probe_vectors
 from legalsearch.search import LegalSearch
 
 from .test_index_search import LAW_A, LAW_B
@@ -101,6 +101,17 @@ def test_the_dense_threshold_is_the_nonsense_floor_or_the_manifests(search, monk
     monkeypatch.setitem(search.manifest["defaults"], "match_cosine", {"32": 2.0})  # none does: lexical decides
     hits = search.search("vacaciones anuales retribuidas del trabajador", k=5, mode="dense")
     assert [h.good_match for h in hits] == [("vacaciones" in h.matched_terms) for h in hits]
+
+
+def test_the_nonsense_probes_are_embedded_once_per_model(search, monkeypatch) -> None:
+    first = probe_vectors(search.encoder)
+    assert probe_file(search.encoder).is_file()
+    monkeypatch.setattr(search.encoder, "encode", lambda *a, **k: pytest.fail("embedded again"))
+    assert np.array_equal(probe_vectors(search.encoder), first), "read back from the cache"
+    probe_file(search.encoder).write_bytes(b"damaged")
+    monkeypatch.undo()
+    assert np.allclose(probe_vectors(search.encoder), first, atol=1e-6), "a damaged cache is embedded again"
+    assert np.array_equal(np.load(probe_file(search.encoder)), probe_vectors(search.encoder))
 
 
 def test_ask_shows_relevance_and_says_when_nothing_matches(search) -> None:
