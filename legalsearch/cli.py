@@ -17,7 +17,7 @@ from rich.table import Table
 
 from . import indexing, sources
 from .dates import check_day
-from .documents import Law, law_label
+from .documents import Law
 from .embedding import default_model, recorded_runtime
 from .errors import LegalSearchError, UsageError
 from .progress import PlainProgress
@@ -603,10 +603,8 @@ def article(
         raise fail(f"no unit {unit!r}{when} in law {law!r} of {search.path}; `legalsearch info` lists its laws", 1)
     if as_json:
         return _print_json(found)
-    short = f" {found['short_name']}" if found.get("short_name") else ""
-    label = law_label(found["law_title"], found["boe_id"])
-    out.print(f"[bold]{escape(found['heading'])}{short}[/bold] · {escape(label)}  [dim]({found['article_id']})[/dim]",
-              soft_wrap=True)  # fmt: skip
+    out.print(f"[bold]{escape(found['citation'])}[/bold]  [dim]({found['article_id']})[/dim]", soft_wrap=True)
+    out.print(escape(found["heading"]), soft_wrap=True)
     if found["path"]:
         out.print(f"[dim]{escape(' › '.join(found['path']))}[/dim]", soft_wrap=True)
     dates = f"; redacción vigente desde el {found['version_date']}" if found.get("version_date") else ""

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import __version__
 from .citations import short_name
-from .documents import law_label
 from .echoes import bounded, redacted, shown
 from .errors import LegalSearchError
 from .search import Filters, Hit, LegalSearch
@@ -244,18 +243,22 @@ def _page(text: str, offset: int, limit: int) -> tuple[str, int | None]:
 
 def _article_out(unit: dict, offset: int, limit: int) -> ArticleOut:
     page, next_offset = _page(unit["text"], offset, limit)
-    short = f" {unit['short_name']}" if unit.get("short_name") else ""
-    citation = f"{unit['heading'].split('.')[0]}{short} · {law_label(unit['law_title'], unit['boe_id'])}"
     wordings = [WordingOut(**{k: w[k] for k in WordingOut.model_fields}) for w in unit["wordings"]]
     fields = {k: unit.get(k) for k in ArticleOut.model_fields if k in unit}
     return ArticleOut(
-        **{**fields, "citation": citation, "text": page, "offset": offset, "total_chars": len(unit["text"]),
+        **{**fields, "text": page, "offset": offset, "total_chars": len(unit["text"]),
            "next_offset": next_offset, "wordings": wordings}
     )  # fmt: skip
 
 
 def _article_text(unit: ArticleOut) -> str:
-    lines = [unit.citation, f"article_id: {unit.article_id}", f"URL: {unit.url}", f"Estado: {unit.status}"]
+    lines = [
+        unit.citation,
+        unit.heading,
+        f"article_id: {unit.article_id}",
+        f"URL: {unit.url}",
+        f"Estado: {unit.status}",
+    ]
     if unit.path:
         lines.append("Ubicación: " + " › ".join(unit.path))
     if unit.version_date:

@@ -143,6 +143,25 @@ class Filters:
         return tuple(kinds)
 
 
+def cite(unit: dict) -> str:
+    """How a lawyer cites a unit (a hit's or `LegalSearch.article`'s fields): "Art. 14 CE · Constitución Española
+    (BOE-A-1978-31229)"; a repealed unit adds ", derogado" (with its end date where known); an earlier wording the
+    dates it was in force: "…, redacción vigente del 1978-12-29 al 2011-09-27"."""
+    number = unit.get("number")
+    if unit["kind"] == "articulo" and number:
+        label = f"Arts. {number}" if " a " in number else f"Art. {number}"
+    else:
+        label = unit["heading"].split(".")[0]
+    if unit.get("short_name"):
+        label += f" {unit['short_name']}"
+    cited = f"{label} · {law_label(unit['law_title'], unit['boe_id'])}"
+    if unit.get("status") == "derogado":
+        cited += f", derogado desde el {unit['version_until']}" if unit.get("version_until") else ", derogado"
+    elif unit.get("version_until"):
+        cited += f", redacción vigente del {unit['version_date']} al {unit['version_until']}"
+    return cited
+
+
 @dataclass
 class Hit:
     """One article in a result list. `to_dict()` is the JSON of `ask --json` and of the HTTP API."""
@@ -176,21 +195,8 @@ class Hit:
 
     @property
     def citation(self) -> str:
-        """ "Art. 14 CE · Constitución Española (BOE-A-1978-31229)"; a repealed unit adds ", derogado" (with its
-        end date where known); an earlier wording the dates it was in force: "…, redacción vigente del
-        1978-12-29 al 2011-09-27"."""
-        if self.kind == "articulo" and self.number:
-            label = f"Arts. {self.number}" if " a " in self.number else f"Art. {self.number}"
-        else:
-            label = self.heading.split(".")[0]
-        if self.short_name:
-            label += f" {self.short_name}"
-        cited = f"{label} · {law_label(self.law_title, self.boe_id)}"
-        if self.status == "derogado":
-            cited += f", derogado desde el {self.version_until}" if self.version_until else ", derogado"
-        elif self.version_until:
-            cited += f", redacción vigente del {self.version_date} al {self.version_until}"
-        return cited
+        """ "Art. 14 CE · Constitución Española (BOE-A-1978-31229)" (`cite`)."""
+        return cite(asdict(self))
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -818,6 +824,7 @@ class LegalSearch:
         ]  # fmt: skip
         data["status"] = "derogado" if data.pop("repealed") else "vigente"
         data["short_name"] = short_name(boe_id)
+        data["citation"] = cite(data)
         del data["id"], data["position"], data["wording"]
         return data
 

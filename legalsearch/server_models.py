@@ -141,6 +141,7 @@ class Article(Answer):
     source_format: str | None = Field(description="What the law was indexed from.")
     wordings: list[WordingLink] = Field(description="Every wording the index holds of this unit, oldest first.")
     short_name: str | None = Field(description="The law's usual abbreviation, if it has one.")
+    citation: str = Field(description="Ready to quote: unit, short name, title and BOE id (and the wording's dates).")
 
 
 class DiffSide(Answer):
