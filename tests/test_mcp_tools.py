@@ -189,3 +189,20 @@ def test_structured_content_is_plain_json(et_search) -> None:
     assert json.loads(json.dumps(found.structured_content)) == found.structured_content
     long_hit = next(h for h in found.structured_content["hits"] if h["article_id"] == "a56")
     assert not long_hit["complete"] and len(long_hit["text"]) < len(et_search.article(ET, "a56")["text"])
+
+
+def test_the_cli_takes_the_same_as_mcp_and_python(et_search) -> None:
+    from typer.testing import CliRunner
+
+    from legalsearch.cli import app
+
+    runner = CliRunner()
+    index = str(et_search.path)
+    found = runner.invoke(app, ["article", "ET", "art. 56 bis", "--index", index, "--json"])
+    assert found.exit_code == 0 and json.loads(found.stdout)["article_id"] == "a56bis"
+    printed = runner.invoke(app, ["article", "et", "56", "--index", index])
+    assert printed.stdout.startswith("Art. 56 ET · Real Decreto Legislativo 2/2015")
+    assert "(apartado 60)." in printed.stdout, "the whole unit, never cut"
+    missing = runner.invoke(app, ["article", "ET", "999", "--index", index])
+    assert missing.exit_code == 1 and missing.stderr.startswith("error: no unit '999' in law 'ET' of ")
+    assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.output
