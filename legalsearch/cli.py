@@ -567,7 +567,7 @@ def ask(
         _print_json([hit.to_dict() for hit in hits])
         return
     if not hits:
-        out.print("No results: no unit matches the filters." if filters.active else "No results: the index is empty.")
+        out.print(_no_results(search, filters), soft_wrap=True)
         return
     if not any(hit.good_match for hit in hits):
         out.print("[yellow]No good match:[/yellow] none of these units answers the question well (relevance below "
@@ -582,6 +582,15 @@ def ask(
         snippet = " ".join(hit.matched_text.split("\n", 1)[-1].split())
         out.print(f"   {escape(snippet[:300])}{'…' if len(snippet) > 300 else ''}", soft_wrap=True)
         out.print(f"   [blue]{escape(hit.url)}[/blue]", soft_wrap=True)
+
+
+def _no_results(search: LegalSearch, filters: Filters) -> str:
+    """Why a search found nothing, in one line."""
+    if not search.manifest["counts"]["chunks"]:
+        return "No results: the index is empty."
+    if filters.active:
+        return "No results: no unit matches the filters."
+    return "No good match: no unit holds any word of the question (lexical search); rephrase it."
 
 
 @app.command()

@@ -220,7 +220,7 @@ def _hit_text(hit: HitOut) -> str:
 
 def _search_text(result: SearchOut) -> str:
     if not result.hits:
-        return "Sin resultados / no results for these filters."
+        return "Sin resultados / no results: no unit matches the filters, or holds any word of the question."
     blocks = [_hit_text(hit) for hit in result.hits]
     if not result.good_match:
         blocks.insert(0, "No good match: none of these units answers the question well (relevance < 0.5).")

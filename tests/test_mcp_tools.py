@@ -176,7 +176,7 @@ def test_search_says_no_good_match_for_nonsense(et_search) -> None:
     data = nonsense.structured_content
     assert data["good_match"] is False and all(not hit["good_match"] for hit in data["hits"])
     assert text(nonsense).startswith("No good match:")
-    assert lexical.structured_content["hits"] == [] and "Sin resultados" in text(lexical)
+    assert lexical.structured_content["hits"] == [] and text(lexical).startswith("Sin resultados")
 
 
 def test_laws_filters_take_short_names(et_search) -> None:

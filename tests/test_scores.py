@@ -121,6 +121,8 @@ def test_ask_shows_relevance_and_says_when_nothing_matches(search) -> None:
     assert nonsense.exit_code == 0 and nonsense.stdout.startswith("No good match:"), nonsense.output
     real = runner.invoke(app, ["ask", "vacaciones anuales retribuidas", "--index", index, "--mode", "lexical"])
     assert "No good match" not in real.stdout and real.stdout.startswith("1. 1.00  Art. 1 · "), real.stdout
+    lexical = runner.invoke(app, ["ask", "xyzzy qwerty", "--index", index, "--mode", "lexical"])
+    assert lexical.stdout.startswith("No good match: no unit holds any word of the question"), lexical.stdout
     hits = json.loads(runner.invoke(app, ["ask", "xyzzy qwerty", "--index", index, "--json"]).stdout)
     assert hits and all({"relevance", "good_match", "cosine", "matched_terms"} <= set(h) for h in hits)
     assert not any(h["good_match"] for h in hits)

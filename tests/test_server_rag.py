@@ -143,6 +143,7 @@ def test_langchain_retriever(search) -> None:
     assert documents[0].page_content == "Será obligatoria la exigencia y prestación de fianza en metálico."
     assert documents[0].metadata["citation"] == "Art. 2 · Ley 2/2099, de arrendamientos de prueba (BOE-A-2099-2)"
     assert documents[0].metadata["url"].endswith("#a2")
+    assert 0.0 <= documents[0].metadata["relevance"] <= 1.0 and isinstance(documents[0].metadata["good_match"], bool)
 
 
 def test_llamaindex_retriever(search) -> None:

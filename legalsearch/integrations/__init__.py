@@ -18,6 +18,8 @@ def citation_metadata(hit: Hit) -> dict:
         "path": " › ".join(hit.path),
         "url": hit.url,
         "score": hit.score,
+        "relevance": hit.relevance,  # 0-1 in every mode; good_match from 0.5 (README: Scores and relevance)
+        "good_match": hit.good_match,
         "rank": hit.rank,
         "match": hit.match,
         "status": hit.status,
