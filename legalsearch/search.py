@@ -25,10 +25,10 @@ from .embedding import (
     check_requested_runtime,
     check_runtime,
     load_cross_encoder,
-    load_encoder,
 )
 from .errors import IndexFormatError, ModelError, QueryError, UsageError
 from .indexing import same_model
+from .query_encoder import load_query_encoder
 from .quiet import quiet_third_party
 from .ranking import SAMPLE as PRIOR_SAMPLE
 from .ranking import Candidate, Priors
@@ -316,7 +316,7 @@ class LegalSearch:
             if self._encoder is None:
                 recorded = self.manifest["model"]
                 backend, precision = self._runtime
-                encoder = load_encoder(
+                encoder = load_query_encoder(
                     recorded["id"], self._device, backend=backend, precision=precision, match=recorded
                 )
                 check_runtime(recorded, encoder.info, self.path)
