@@ -771,8 +771,10 @@ class LegalSearch:
 
     @_index_errors
     def law(self, boe_id: str) -> dict | None:
-        """A law's metadata and the list of its units (no texts), or None."""
+        """A law's metadata and the list of its units (no texts), or None. `boe_id` may be the law's short name
+        or number ("ET", "Ley 29/1994"), as for `article`."""
         db = self._db()
+        boe_id = law_id(boe_id, self._titles()) or boe_id
         row = db.execute("SELECT * FROM laws WHERE boe_id = ?", (boe_id,)).fetchone()
         if row is None:
             return None

@@ -206,3 +206,16 @@ def test_the_cli_takes_the_same_as_mcp_and_python(et_search) -> None:
     missing = runner.invoke(app, ["article", "ET", "999", "--index", index])
     assert missing.exit_code == 1 and missing.stderr.startswith("error: no unit '999' in law 'ET' of ")
     assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.output
+
+
+def test_http_takes_the_same(et_search) -> None:
+    from fastapi.testclient import TestClient
+
+    from legalsearch.server import create_app
+
+    client = TestClient(create_app(et_search))
+    assert client.get("/laws/ET").json()["boe_id"] == ET
+    unit = client.get("/laws/ET/articles/art.%2056%20bis").json()
+    assert (unit["boe_id"], unit["article_id"]) == (ET, "a56bis")
+    assert unit["citation"].startswith("Art. 56 bis ET · ")
+    assert client.get("/laws/ET/articles/999").status_code == 404
