@@ -22,7 +22,7 @@ from .dates import check_day
 from .documents import Law
 from .embedding import DEFAULT_MODEL, Encoder, check_requested_runtime, check_runtime, dims_for, load_encoder
 from .errors import LegalSearchError, ModelError, ParseError, UsageError
-from .files import sha256_file
+from .files import StorageError, check_writable, sha256_file
 from .progress import duration
 from .ranking import Priors
 from .segments import FAISS_KINDS, QUANTIZATIONS
@@ -41,6 +41,7 @@ from .store import (
     is_index,
     load_contents,
     read_manifest,
+    real_path,
     row_vectors,
     tidy,
     write_index,
@@ -367,6 +368,8 @@ def build(
     arguments = list(arguments)
     resolved = _resolve(arguments, report)
     check_target(index, [Path(a) for a in arguments if Path(a).exists()] + [s.path for s in resolved if s.path])
+    index = real_path(index)  # through a link: the folder it leads to is locked, updated and replaced
+    check_writable(index)  # before any source is read or chunk embedded
     with WriterLock(index):
         tidy(index)
         stored = Stored.read(index) if is_index(index) else None
@@ -398,7 +401,7 @@ def build(
             manifest = _update(index, plan, stored, pipeline, tick, report)
         if hasattr(encoder, "discard"):  # distributed: the shards' vectors are in the index now
             encoder.discard()
-        report.compacted = compact(index, everything=options.compact)
+        report.compacted = _merge_after(index, options.compact, notify)
         if report.compacted:
             manifest = read_manifest(index)
     _report_counts(report, manifest, index)
@@ -421,6 +424,17 @@ def _report_counts(report: IndexReport, manifest: dict, index: Path) -> None:
     report.dims = list(manifest["dims"])
     report.bytes = stored_bytes(index, manifest)
     report.commit = manifest.get("commit")
+
+
+def _merge_after(index: Path, everything: bool, notify) -> dict | None:
+    """The merge that follows a commit (`store.compact`). A full disk there leaves the commit as it is: the merge
+    waits for a later run."""
+    try:
+        return compact(index, everything=everything)
+    except StorageError as exc:
+        if notify is not None:
+            notify(f"the update is committed; merging its segments was left for a later run: {exc}")
+        return None
 
 
 def _check_model(recorded: dict, options: BuildOptions, index: Path) -> None:

@@ -99,7 +99,6 @@ def write(
     """Write one segment into `index/segments/` from full-dim `vectors` and the chunks' `texts` (row i = chunk i),
     whole or not at all; its record (name, rows, files). `postings`, when given, are the texts' BM25 postings
     already built (a merge)."""
-    import faiss
 
     name = name or new_name()
     parent = index / FOLDER
@@ -114,8 +113,7 @@ def write(
         (building / "faiss").mkdir()
         for dim in layout.dims:
             built = build_faiss(halves, dim, layout.kind, layout.quantize)
-            target = str(building / "faiss" / f"dim-{dim}.faiss")
-            (faiss.write_index_binary if layout.quantize == "binary" else faiss.write_index)(built, target)
+            _write_faiss(built, building / "faiss" / f"dim-{dim}.faiss", layout.quantize == "binary")
             _step(on_step, f"faiss/dim-{dim}.faiss")
         (postings or lexical.Postings.build(texts)).save(building / lexical.FOLDER)
         _step(on_step, lexical.FOLDER)
@@ -135,6 +133,17 @@ def write(
     finally:
         if building.exists():
             shutil.rmtree(building, ignore_errors=True)
+
+
+def _write_faiss(index, path: Path, binary: bool) -> None:
+    """Write a FAISS index through Python's own file: a failed write (a full disk) is an OSError here, and FAISS
+    prints nothing of its own."""
+    import faiss
+
+    with open(path, "wb") as f:
+        writer = faiss.PyCallbackIOWriter(f.write)
+        (faiss.write_index_binary if binary else faiss.write_index)(index, writer)
+        del writer
 
 
 def is_segment(folder: Path) -> bool:

@@ -16,6 +16,7 @@ whole index into a temporary sibling folder and renames it into place. One write
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -32,7 +33,7 @@ import numpy as np
 from . import __version__, lexical, segments
 from .documents import Article, Chunk, Law
 from .errors import IndexFormatError, LegalSearchError, TargetError
-from .files import fsync_tree, sha256_file, write_atomic
+from .files import fsync_tree, full_disk, is_full, is_read_only, read_only, sha256_file, storage_errors, write_atomic
 from .segments import BUILDING_MARKER, FAISS_KINDS, QUANTIZATIONS, Layout, damaged
 from .sources.structure import is_repealed
 
@@ -157,12 +158,21 @@ def _law_from_rows(law_row: sqlite3.Row, article_rows: list[sqlite3.Row]) -> Law
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A read-only connection in autocommit mode (a reader opens its own transactions)."""
+    """A read-only connection in autocommit mode (a reader opens its own transactions). On storage nothing can
+    write (a read-only mount, a folder this user may not write) where no `-wal` is left to read, SQLite could not
+    create the files WAL mode reads beside the database: the file is opened as immutable, which it is there."""
+    path = Path(path)
+    flags = "mode=ro&immutable=1" if _unwritable(path) else "mode=ro"
     connection = sqlite3.connect(
-        f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        f"{path.resolve().as_uri()}?{flags}", uri=True, check_same_thread=False, isolation_level=None
     )
     connection.row_factory = sqlite3.Row
     return connection
+
+
+def _unwritable(database: Path) -> bool:
+    folder = database.resolve().parent
+    return not os.access(folder, os.W_OK) and not Path(f"{database.resolve()}-wal").exists()
 
 
 def open_writer(path: Path) -> sqlite3.Connection:
@@ -214,6 +224,21 @@ def check_target(index: Path, sources: list[Path] = ()) -> None:
 # --- one writer at a time ---------------------------------------------------------------------------------
 
 
+def real_path(index: Path) -> Path:
+    """The folder an index path names, links resolved (once, at the start of a run): a writer locks and replaces
+    the real folder, never the link."""
+    return Path(os.path.realpath(Path(index).expanduser()))
+
+
+def _storage_error(index: Path, exc: BaseException, needed: int) -> BaseException:
+    """One line for a full disk or read-only storage met writing `index`; other errors as they are."""
+    if is_full(exc):
+        return full_disk(index, needed)
+    if is_read_only(exc):
+        return read_only(index, Path(getattr(exc, "filename", None) or index), getattr(exc, "strerror", "") or str(exc))
+    return exc
+
+
 class IndexBusy(LegalSearchError):
     """Another process is writing this index."""
 
@@ -227,7 +252,8 @@ class WriterLock:
 
     def __init__(self, index: Path) -> None:
         self.index = Path(index)
-        self.path = self.index.parent / f".{self.index.name}.lock"
+        real = real_path(self.index)  # through a link: the folder it leads to, whichever way it is named
+        self.path = real.parent / f".{real.name}.lock"
         self._file = None
         self._nested = False
 
@@ -235,35 +261,52 @@ class WriterLock:
         held = getattr(WriterLock._held, "paths", None)
         if held is None:
             held = WriterLock._held.paths = set()
-        key = self.path.resolve() if self.path.parent.exists() else self.path.absolute()
+        key = self.path
         if key in held:
             self._nested = True
             return self
         self._key = key
-        self.index.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a+", encoding="utf-8")
         try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "another process"
-            self._file.close()
-            raise IndexBusy(
-                f"{self.index}: another legalsearch is writing this index (pid {holder}); wait for it to finish "
-                "and run again"
-            ) from None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._take()
+        except OSError as exc:
+            raise _storage_error(self.index, exc, 64) from None
+        held.add(self._key)
+        return self
+
+    def _take(self) -> None:
+        """Open and lock the lock file; the one still at its path (a writer that finished removed its own)."""
+        while True:
+            self._file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held as long as the lock)
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._file.seek(0)
+                holder = self._file.read().strip() or "another process"
+                self._file.close()
+                raise IndexBusy(
+                    f"{self.index}: another legalsearch is writing this index (pid {holder}); wait for it to finish "
+                    "and run again"
+                ) from None
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(self._file.fileno()).st_ino:
+                break
+            self._file.close()  # locked a file its writer removed as it finished: take the one there now
         self._file.seek(0)
         self._file.truncate()
         self._file.write(f"{os.getpid()}\n")
         self._file.flush()
-        held.add(self._key)
-        return self
 
     def __exit__(self, *exc) -> None:
         if self._nested:
             return
         WriterLock._held.paths.discard(self._key)
         if self._file is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # removed while still locked: nothing of this run is left beside the index
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
 
@@ -519,7 +562,7 @@ def layout_of(manifest: dict) -> Layout:
 
 def update_defaults(index: Path, changes: dict) -> dict:
     """Merge `changes` into an index's search defaults, rewriting its manifest atomically; the new manifest."""
-    with WriterLock(index):
+    with WriterLock(index), storage_errors(index, lambda: 1 << 16):
         path = index / MANIFEST
         static = json.loads(path.read_text(encoding="utf-8"))
         static.setdefault("defaults", {}).update(changes)
@@ -644,10 +687,35 @@ def static_manifest(contents: IndexContents, created: str | None = None) -> dict
     }
 
 
+def space_needed(rows: int, text_bytes: int, layout: Layout) -> int:
+    """About how many bytes writing `rows` chunks of `text_bytes` of text takes: the vectors, a FAISS file per
+    dim, the BM25 postings, the catalogue's rows (articles and chunks, written twice: WAL, then database)."""
+
+    def code_bytes(dim: int) -> int:
+        if layout.quantize == "binary":
+            return dim // 8
+        if layout.quantize == "int8":
+            return dim
+        return 4 * dim if dim <= segments.HALF_ABOVE else 2 * dim
+
+    per_row = 2 * layout.full_dim + sum(code_bytes(d) for d in layout.dims) + 64
+    return rows * per_row + 5 * text_bytes + (1 << 20)
+
+
+def _text_bytes(laws: list[StoredLaw]) -> int:
+    return sum(len(c.text.encode("utf-8")) for s in laws for c in s.chunks)
+
+
 def write_index(index: Path, contents: IndexContents, on_step=None, kind: str = "build") -> dict:
     """Write `contents` as the whole index at `index` (one segment), atomically: into a temporary sibling, then
-    renamed over the old one. The caller holds the `WriterLock`. Returns the manifest as read back."""
-    index = Path(index)
+    renamed over the old one. The caller holds the `WriterLock`. Returns the manifest as read back. A full disk
+    or read-only storage is one `StorageError` line, and the sibling is removed."""
+    rows = sum(len(s.chunks) for s in contents.laws)
+    with storage_errors(index, lambda: space_needed(rows, _text_bytes(contents.laws), contents.layout)):
+        return _write_index(Path(index), contents, on_step, kind)
+
+
+def _write_index(index: Path, contents: IndexContents, on_step, kind: str) -> dict:
     check_target(index)
     index.parent.mkdir(parents=True, exist_ok=True)
     building = index.parent / f".{index.name}.building-{os.getpid()}"
@@ -698,13 +766,17 @@ def _carry_sync_state(index: Path, connection: sqlite3.Connection) -> None:
 
 def commit(index: Path, change: Change, on_step=None) -> dict:
     """Apply `change` to the index at `index` in place: a new segment with the added laws' chunks, then one
-    transaction. The caller holds the `WriterLock`. Returns the manifest as read back."""
+    transaction. The caller holds the `WriterLock`. Returns the manifest as read back. A full disk or read-only
+    storage is one `StorageError` line; the segment begun is removed, the transaction rolled back."""
     manifest = read_manifest(index)
-    connection = open_writer(index / DATABASE)
-    try:
-        _commit(index, connection, change, layout_of(manifest), on_step)
-    finally:
-        connection.close()
+    layout = layout_of(manifest)
+    rows = sum(len(s.chunks) for s in change.added)
+    with storage_errors(index, lambda: space_needed(rows, _text_bytes(change.added), layout)):
+        connection = open_writer(index / DATABASE)
+        try:
+            _commit(index, connection, change, layout, on_step)
+        finally:
+            connection.close()
     return read_manifest(index)
 
 
@@ -842,6 +914,12 @@ def compact(index: Path, everything: bool = True, on_step=None) -> dict | None:
     names = merge_plan(manifest["segments"], everything)
     if not names:
         return None
+    rows = sum(p["rows"] - p["deleted"] for p in manifest["segments"] if p["name"] in names)
+    with storage_errors(index, lambda: space_needed(rows, 0, layout_of(manifest))):
+        return _compact(index, manifest, names, on_step)
+
+
+def _compact(index: Path, manifest: dict, names: list[str], on_step) -> dict:
     started = time.perf_counter()
     layout = layout_of(manifest)
     chosen = [p for p in manifest["segments"] if p["name"] in names]
