@@ -128,3 +128,31 @@ def test_ask_in_a_terminal_prints_only_its_own_styles(hostile) -> None:
     assert "\x1b[" in output, "a terminal gets colours"
     assert_clean(re.sub(r"\x1b\[[0-9;]*m", "", output))
     assert "retribuidas" in output
+
+
+def test_diff_and_changes_print_hostile_wordings_cleaned(tmp_path, tiny_model) -> None:
+    """XML 1.0 forbids ESC but allows the C1 controls: the one-byte CSI and OSC of a doctored BOE API file."""
+    source = (
+        Path(__file__).resolve().parent.parent / "corpora" / "sample" / "laws" / "xml" / "BOE-A-1978-31229.texto.xml"
+    )
+    xml = source.read_text(encoding="utf-8")
+    reform = "1. Todas las Administraciones Públicas adecuarán"
+    assert xml.count(reform) == 1
+    xml = xml.replace(reform, "1. Todas las Administraciones\x9b2J\x9d8;;http://evil.example/\x9c Públicas adecuarán")
+    (tmp_path / "BOE-A-1978-31229.xml").write_text(xml, encoding="utf-8")
+    index = tmp_path / "idx"
+    indexing.build([str(tmp_path / "BOE-A-1978-31229.xml")], index, model=str(tiny_model), dims=[32], history=True,
+                   backend="torch", precision="fp32")  # fmt: skip
+    runner = CliRunner()
+    for command in (
+        ["diff", "CE", "135", "--from", "2005-01-01", "--to", "2020-01-01", "--index", str(index)],
+        ["changes", "--since", "2011-01-01", "--index", str(index)],
+        ["article", "CE", "135", "--index", str(index)],
+        ["ask", "estabilidad presupuestaria de las Administraciones", "--index", str(index), "--mode", "lexical"],
+    ):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, (command, result.output)
+        assert_clean(result.output)
+    diff = runner.invoke(app, ["diff", "CE", "135", "--from", "2005-01-01", "--to", "2020-01-01", "--index",
+                               str(index)]).stdout  # fmt: skip
+    assert "{+ Todas las Administraciones Públicas" in diff
