@@ -305,7 +305,7 @@ def list_catalogue(client: BOEClient, page: int, since: str | None, tick=None, c
 
 def _list_once(client: BOEClient, page: int, since: str | None, tick, confirm_end: bool) -> Listing:
     listing = Listing()
-    offset, last, back, confirmed = 0, None, 1, False
+    offset, last, back, confirmed, overlaps = 0, None, 1, False, False
     while True:
         batch = client.catalogue_page(offset, page, since)
         named = [(_id_of(item), item) for item in batch]
@@ -313,15 +313,17 @@ def _list_once(client: BOEClient, page: int, since: str | None, tick, confirm_en
         if ids != sorted(ids) and listing.ordered:
             listing.ordered = False
             listing.doubts.append("the API did not answer in id order")
-        if listing.ordered and last is not None and ids and ids[0] > last:  # a gap: items left before this page
+        if listing.ordered and overlaps and ids and ids[0] > last:  # a gap: items left before this page
             if back <= 2**STEP_BACKS and offset > 0:
                 offset, back = max(0, offset - back), back * 2
                 continue
             listing.ordered = False
             listing.doubts.append(f"pages did not meet at offset {offset}")
-        back = 1
         listing.malformed += len(batch) - len(ids)
         new = len(set(ids) - set(listing.items))
+        back = 1 if new else back
+        if offset and not overlaps and new and "pages of one item" not in " ".join(listing.doubts):
+            listing.doubts.append("pages of one item: their order across pages could not be checked")
         for boe_id, item in named:
             if boe_id is not None:
                 _keep_latest(listing.items, boe_id, item)
@@ -336,7 +338,8 @@ def _list_once(client: BOEClient, page: int, since: str | None, tick, confirm_en
             break
         confirmed = False
         last = ids[-1] if ids else last
-        offset += max(len(batch) - 1, 1)  # the next page starts with this one's last item
+        overlaps = len(batch) > 1  # the next page starts with this one's last item (a page of one cannot)
+        offset += len(batch) - 1 if overlaps else 1
     if listing.malformed:
         listing.doubts.append(f"{listing.malformed} items without an identificador")
     return listing

@@ -347,12 +347,15 @@ def test_a_failed_listing_still_prints_the_json_report(boe, tmp_path, monkeypatc
 # --- the stand-in as a program ------------------------------------------------------------------------------
 
 
+def real_api_folder() -> Path:
+    """The sample's real API XML: an `/id/` answer, a `/texto` answer with its diario document, diario documents."""
+    from tests.test_sync import SAMPLES
+
+    return SAMPLES.parent / "laws" / "xml"
+
+
 def test_the_stand_in_program_serves_a_folder_of_real_api_files(tmp_path, tiny_model) -> None:
-    folder = tmp_path / "catalogue"
-    folder.mkdir()
-    norm = synthetic_norms(1)[0]
-    (folder / f"{norm.boe_id}.xml").write_bytes(norm.document())  # an /id/ answer, as the API sends it
-    (folder / "notes.xml").write_text("<notes/>")
+    folder = real_api_folder()
     help_text = subprocess.run([sys.executable, "-m", "legalsearch.standin", "--help"], capture_output=True,
                                text=True, cwd=REPO)  # fmt: skip
     assert help_text.returncode == 0 and "--catalogue" in help_text.stdout and "outage=N" in help_text.stdout
@@ -365,23 +368,28 @@ def test_the_stand_in_program_serves_a_folder_of_real_api_files(tmp_path, tiny_m
     try:
         url = server.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/datosabiertos/api")
-        command = ["sync", "--index", str(tmp_path / "idx"), "--api", url, "--ambito", "todo", "--model",
-                   str(tiny_model), "--cache", str(tmp_path / "cache"), "--rate", "100"]  # fmt: skip
+        command = ["sync", "--index", str(tmp_path / "idx"), "--api", url, "--model", str(tiny_model),
+                   "--cache", str(tmp_path / "cache"), "--rate", "100"]  # fmt: skip
         result = runner.invoke(app, command)
         assert result.exit_code == 0, result.output
-        assert {law["boe_id"] for law in LegalSearch.open(tmp_path / "idx").laws()} == {norm.boe_id}
+        search = LegalSearch.open(tmp_path / "idx")
+        assert {law["boe_id"] for law in search.laws()} == {"BOE-A-1835-2348", "BOE-A-1978-31229"}
+        assert search.article("BOE-A-1978-31229", "a14") is not None, "the Constitution, article by article"
     finally:
         server.terminate()
         server.wait()
     assert "skipped" in server.stderr.read()
 
 
-def test_the_stand_in_reads_real_api_answers(tmp_path) -> None:
+def test_the_stand_in_reads_real_api_answers() -> None:
     from legalsearch.standin import load_folder
-    from tests.test_sync import SAMPLES
 
-    found = load_folder(SAMPLES)
+    found = load_folder(real_api_folder())
+    assert sorted(n.boe_id for n in found.norms) == ["BOE-A-1835-2348", "BOE-A-1978-31229"]
     for norm in found.norms:
-        assert isinstance(norm, Norm) and norm.boe_id and norm.titulo and b"<texto>" in norm.document()
-        assert norm.item()["identificador"] == norm.boe_id and "ambito" in norm.item()
-    assert found.norms or found.skipped, f"{SAMPLES}: nothing read"
+        assert isinstance(norm, Norm) and norm.titulo and b"<bloque" in norm.document()
+        item = norm.item()
+        assert item["identificador"] == norm.boe_id and item["ambito"]["codigo"] == "1"
+        assert norm.fecha_actualizacion[8] == "T" and item["fecha_actualizacion"] == norm.fecha_actualizacion
+    assert {n.boe_id for n in found.diario} == {"BOE-A-1989-22056", "BOE-A-2015-11430", "BOE-A-2023-16215"}
+    assert all(b"<documento" in n.diario() for n in found.diario)
