@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -86,6 +87,8 @@ CREATE TABLE commits (
     embedded INTEGER NOT NULL, counts TEXT NOT NULL
 );
 """
+# Each law's rows (laws, articles, chunks) hashed when committed, checked by `info --verify` (`law_digest`)
+DIGESTS = "CREATE TABLE IF NOT EXISTS digests (boe_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL)"
 LAW_COLUMNS = [f.name for f in fields(Law) if f.name not in ("articles", "history")]
 LAW_JSON = ("materias", "referencias")  # stored as JSON text
 ARTICLE_COLUMNS = [f.name for f in fields(Article)]
@@ -572,13 +575,20 @@ def update_defaults(index: Path, changes: dict) -> dict:
 
 def verify_checksums(index: Path, manifest: dict) -> list[str]:
     """Names of the index files whose sha256 differs from their record, and the database if SQLite's own
-    integrity check fails."""
+    integrity check fails or a law's rows no longer match the digest recorded when it was committed (same-size
+    corruption of the text: `asilo` → `ASILX`)."""
     bad = [name for name, meta in manifest["files"].items() if sha256_file(index / name) != meta["sha256"]]
     if manifest["format_version"] == FORMAT_VERSION:
         connection = connect(index / DATABASE)
         try:
+            connection.execute("BEGIN")  # one commit, whole, whatever a writer commits meanwhile
             if connection.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
                 bad.append(DATABASE)
+            else:
+                changed = catalogue_mismatches(connection)
+                if changed:
+                    listed = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+                    bad.append(f"{DATABASE} (the rows of {listed})")
         except sqlite3.DatabaseError:
             bad.append(DATABASE)
         finally:
@@ -817,10 +827,39 @@ def _commit(index: Path, connection: sqlite3.Connection, change: Change, layout:
     pause("committed")
 
 
+def law_digest(connection: sqlite3.Connection, boe_id: str) -> str:
+    """The sha256 of one law's rows as the catalogue holds them: its `laws` row, its units (every column but the
+    row id, in order) and its chunks (every column but the global row, which merges renumber)."""
+    digest = hashlib.sha256()
+    queries = (
+        "SELECT * FROM laws WHERE boe_id = ?",
+        "SELECT * FROM articles WHERE boe_id = ? ORDER BY position, wording",
+        "SELECT * FROM chunks WHERE boe_id = ? ORDER BY chunk_id",
+    )
+    for query, skip in zip(queries, (None, "id", "row"), strict=True):
+        for row in connection.execute(query, (boe_id,)):
+            values = [value for key, value in zip(row.keys(), row, strict=True) if key != skip]
+            digest.update(json.dumps(values, ensure_ascii=False).encode("utf-8") + b"\n")
+        digest.update(b"--\n")
+    return digest.hexdigest()
+
+
+def catalogue_mismatches(connection: sqlite3.Connection) -> list[str]:
+    """The laws whose rows no longer match the digest recorded when they were committed (laws committed before
+    digests were recorded are not covered)."""
+    tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "digests" not in tables:
+        return []
+    recorded = connection.execute("SELECT boe_id, sha256 FROM digests ORDER BY boe_id").fetchall()
+    return [boe_id for boe_id, sha256 in recorded if law_digest(connection, boe_id) != sha256]
+
+
 def _delete_laws(connection: sqlite3.Connection, boe_ids: set[str]) -> int:
     """Remove these laws' rows from the catalogue, their chunks' rows marked deleted; how many rows."""
     total = 0
+    connection.execute(DIGESTS)
     for boe_id in sorted(boe_ids):
+        connection.execute("DELETE FROM digests WHERE boe_id = ?", (boe_id,))
         connection.execute("INSERT INTO deleted SELECT row FROM chunks WHERE boe_id = ?", (boe_id,))
         total += connection.execute("DELETE FROM chunks WHERE boe_id = ?", (boe_id,)).rowcount
         connection.execute("DELETE FROM articles WHERE boe_id = ?", (boe_id,))
@@ -863,6 +902,8 @@ def _insert_laws(connection: sqlite3.Connection, laws: list[StoredLaw], base: in
             ],
         )
         row += len(stored.chunks)
+        digest = law_digest(connection, law.boe_id)
+        connection.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (law.boe_id, digest))
 
 
 def _log_commit(connection, kind, record, added, removed, chunks_added, chunks_deleted, embedded) -> None:

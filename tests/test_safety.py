@@ -215,3 +215,41 @@ def test_same_size_payload_corruption_is_caught_by_verify(healthy, tmp_path) -> 
     assert f"checksum mismatch in {file.relative_to(index)}" in one_error_line(result)
     result = runner.invoke(app, ["info", "--index", str(healthy), "--verify"])
     assert result.exit_code == 0 and "checksums  ok: all" in result.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("table", "column"), [("articles", "text"), ("chunks", "text"), ("laws", "title"), ("articles", "heading")]
+)
+def test_same_size_corruption_of_the_catalogue_is_caught_by_verify(healthy, tmp_path, table, column) -> None:
+    import sqlite3
+
+    index = tmp_path / "flipped"
+    shutil.copytree(healthy, index)
+    database = index / "legalsearch.sqlite"
+    size = database.stat().st_size
+    connection = sqlite3.connect(database)
+    with connection:  # one character for another, in place: the same size, SQLite's structure intact
+        found = connection.execute(f"SELECT rowid, {column} FROM {table} WHERE {column} LIKE '%a%' LIMIT 1").fetchone()
+        changed = found[1].replace("a", "X", 1)
+        connection.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (changed, found[0]))
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    assert database.stat().st_size == size
+    result = runner.invoke(app, ["info", "--index", str(index), "--verify"])
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert "checksum mismatch in legalsearch.sqlite (the rows of BOE-A-2099-" in line and "rebuild" in line, line
+
+
+def test_digests_follow_updates_merges_and_removals(laws_dir, tiny_model, tmp_path) -> None:
+    from legalsearch.embedding import load_encoder
+
+    index, encoder = tmp_path / "idx", load_encoder(str(tiny_model))
+    indexing.build([str(laws_dir / "BOE-A-2099-1.txt")], index, encoder=encoder, dims=[32])
+    indexing.build([str(laws_dir)], index, encoder=encoder)  # an update: a second segment
+    indexing.build([str(laws_dir / "BOE-A-2099-2.txt")], index, encoder=encoder, replace=True)  # a removal
+    with store.WriterLock(index):
+        store.compact(index)  # rows renumbered: the digests do not depend on them
+    assert store.verify_checksums(index, store.read_manifest(index)) == []
+    result = runner.invoke(app, ["info", "--index", str(index), "--verify"])
+    assert result.exit_code == 0 and "checksums  ok" in result.stdout
