@@ -375,6 +375,9 @@ def build(
         stored = Stored.read(index) if is_index(index) else None
         if stored is not None:
             _check_model(stored.manifest["model"], options, index)
+        if stored is not None and options.max_tokens:  # capped now, or a budget above the model's reads as changed
+            model = stored.manifest["model"]
+            options.max_tokens = capped_budget(options.max_tokens, model.get("max_seq_length"), model["id"], notify)
         budget = options.max_tokens or (stored.manifest["chunking"]["max_tokens"] if stored else None)
         known = _known_in(index, stored.manifest) if stored is not None else (lambda hashes: {})
         pipeline = Pipeline(
@@ -424,6 +427,16 @@ def _report_counts(report: IndexReport, manifest: dict, index: Path) -> None:
     report.dims = list(manifest["dims"])
     report.bytes = stored_bytes(index, manifest)
     report.commit = manifest.get("commit")
+
+
+def capped_budget(asked: int, limit: int | None, model_id: str, notify) -> int:
+    """`asked` (--max-tokens), at most `limit`, the tokens the model reads: a longer chunk would be cut short
+    when embedded. Says so when it caps."""
+    if not isinstance(limit, int) or asked <= limit:
+        return asked
+    if notify is not None:
+        notify(f"--max-tokens {asked:,} is more than {model_id} reads: chunks are capped at its {limit:,} tokens")
+    return limit
 
 
 def _merge_after(index: Path, everything: bool, notify) -> dict | None:
@@ -594,7 +607,12 @@ class Pipeline:
 
     @property
     def budget(self) -> int:
-        return self._budget or min(DEFAULT_MAX_TOKENS, self.encoder.info.max_seq_length)
+        """The chunk budget: what was asked (or the index records), at most what the model reads."""
+        limit = self.encoder.info.max_seq_length
+        if self._budget is None:
+            return min(DEFAULT_MAX_TOKENS, limit)
+        self._budget = capped_budget(self._budget, limit, self.encoder.info.model_id, self.notify)
+        return self._budget
 
     @property
     def streaming(self) -> bool:
