@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -339,6 +339,8 @@ class StrictTool(Tool):
     async def run(self, arguments: dict[str, Any], context, convert_result: bool = False) -> Any:
         try:
             return await super().run(arguments, context, convert_result)
+        except UnexpectedToolError:  # a crash: the SDK logs it and answers a generic line
+            raise
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, ValidationError):

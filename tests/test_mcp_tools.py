@@ -219,3 +219,12 @@ def test_http_takes_the_same(et_search) -> None:
     assert (unit["boe_id"], unit["article_id"]) == (ET, "a56bis")
     assert unit["citation"].startswith("Art. 56 bis ET · ")
     assert client.get("/laws/ET/articles/999").status_code == 404
+
+
+def test_a_crash_answers_a_generic_line(et_search, monkeypatch) -> None:
+    def crash(*args, **kwargs):
+        raise RuntimeError("secret detail from /home/user/private/index")
+
+    monkeypatch.setattr(et_search, "search", crash)
+    _, [result] = calls(et_search, ("search", {"query": "despido"}))
+    assert result.is_error and text(result) == "Error executing tool search"
