@@ -37,6 +37,7 @@ MAX_BATCH = 64
 MAX_BODY_BYTES = 1_000_000
 Mode = Literal["dense", "funnel", "lexical", "hybrid"]
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+BROWSER_PATHS = ("/docs", "/static/", "/static-offline-docs/", "/openapi.json")  # what a browser opens or loads
 TOKEN_PAGE = (
     '<!doctype html><html lang="es"><head><meta charset="utf-8"><title>Clave de acceso · legalsearch</title></head>'
     '<body><p role="alert">Este buscador pide una clave de acceso: vuelva a cargar la página y escriba la clave '
@@ -254,8 +255,10 @@ class Guard:
 
     @staticmethod
     async def _ask_for_token(path: str, send) -> None:
-        """401: a browser (the pages, /docs) is asked for the token as a password; a program gets one line."""
-        if is_page(path) or path.startswith("/docs"):
+        """401: a browser (the pages, /docs and what they load: CSS, Swagger's files, the schema) is asked for the
+        token as a password, so that it sends the password it was given for a page with everything the page
+        loads; a program gets one line."""
+        if is_page(path) or path.startswith(BROWSER_PATHS):
             challenge = [(b"www-authenticate", b'Basic realm="legalsearch", charset="UTF-8"')]
             if is_page(path):
                 response = HTMLResponse(TOKEN_PAGE, status_code=401)

@@ -153,3 +153,13 @@ def test_serve_with_a_token_from_the_environment(served, tmp_path) -> None:  # n
         server.terminate()
         _, stderr = server.communicate(timeout=30)
     assert "token required" in stderr and TOKEN not in stderr
+
+
+def test_what_a_page_loads_asks_a_browser_for_the_password(guarded) -> None:
+    """The CSS, Swagger's files and the schema /docs fetches: a browser that was given the password for a page
+    sends it again only when asked with Basic (a Bearer challenge left the page without its CSS)."""
+    for path in ("/static/style.css", "/static-offline-docs/swagger-ui.css", "/openapi.json"):
+        refused = guarded.get(path)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic "), path
+        assert guarded.get(path, headers={"Authorization": _basic(TOKEN)}).status_code == 200, path
+    assert guarded.get("/search/batch").headers["www-authenticate"].startswith("Bearer "), "a program: Bearer"

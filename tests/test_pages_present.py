@@ -15,6 +15,7 @@ from legalsearch.web.present import (
     norm_names,
     snippet,
     spanish_date,
+    unit_number,
 )
 from legalsearch.wordings import word_diff
 
@@ -139,3 +140,21 @@ def test_the_word_diff_marks_a_change_as_a_reader_would() -> None:
     assert ("autorizado", "autorizados") in changed
     stray = word_diff("uno dos tres cuatro cinco seis", "siete ocho tres nueve diez once")
     assert [s.op for s in stray] == ["replace"], "one unchanged word between two changes is part of the change"
+
+
+def test_a_heading_splits_into_the_units_number_and_its_title() -> None:
+    """Older laws write "Art. 2.º" (the BOE's 1989 diario XML): the previous/next links showed "← Art" and a hit
+    showed "2.º" as the article's title."""
+    cases = {
+        "Artículo 9. Plazo mínimo.": ("Artículo 9", "Plazo mínimo."),
+        "Artículo 135": ("Artículo 135", ""),
+        "Art. 2.º": ("Art. 2.º", ""),
+        "Artículo 1.º": ("Artículo 1.º", ""),
+        "Art. 5.º Protección de las especies.": ("Art. 5.º", "Protección de las especies."),
+        "Disposición transitoria octava.": ("Disposición transitoria octava", ""),
+        "Disposición adicional 1.ª Registro.": ("Disposición adicional 1.ª", "Registro."),
+        "ANEXO I. Relación de especies": ("ANEXO I", "Relación de especies"),
+        "Texto": ("Texto", ""),
+    }
+    for heading, (number, title) in cases.items():
+        assert (unit_number(heading), heading_title(heading)) == (number, title), heading

@@ -7,6 +7,7 @@ match" signal). Plus the page routes, the CSP header, diffs and the change feed 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -31,6 +32,7 @@ Artículo único.
 El artículo 135 de la Constitución Española queda redactado como sigue: …
 """
 PHONE = (390, 844)
+TOKEN = "kX9-open-sesame-2099-tok"
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,7 @@ def site_index(tmp_path_factory, tiny_model) -> Path:
         str(CORPORA / "xml" / "BOE-A-1978-31229.texto.xml"),
         str(CORPORA / "pdf" / "BOE-A-1994-26003.pdf"),
         str(CORPORA / "pdf" / "BOE-A-2015-10565.pdf"),
+        str(CORPORA / "xml" / "BOE-A-1989-22056.xml"),  # an older law: "Art. 2.º"
         str(folder / "BOE-A-2011-15210.txt"),
         str(folder / "BOE-A-2099-9.txt"),
     ]
@@ -113,21 +116,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def site(site_index):
+def _serve(site_index: Path, token: str | None = None):
+    """`serve` of the site's index on a free loopback port, in a thread: (its URL, the uvicorn server)."""
     import uvicorn
 
     from legalsearch.server import create_app
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(LegalSearch.open(site_index)), host="127.0.0.1", port=port,
-                                           log_level="error"))  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(create_app(LegalSearch.open(site_index), token=token), host="127.0.0.1",
+                                           port=port, log_level="error"))  # fmt: skip
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+@pytest.fixture(scope="module")
+def site(site_index):
+    url, server, thread = _serve(site_index)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def guarded_site(site_index):
+    """The site served with a token (a browser gives it as the password)."""
+    url, server, thread = _serve(site_index, token=TOKEN)
+    yield url
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -343,3 +361,30 @@ def test_the_comparison_names_the_amending_norm_and_shows_the_text_once(site, br
     timeline = _texts(browser, ".timeline li")
     assert timeline[0].startswith("29 de diciembre de 1978 – 27 de septiembre de 2011 · texto original")
     assert "Reforma del artículo 135" in timeline[1]
+
+
+def test_with_a_token_a_browser_given_the_password_loads_everything(guarded_site, browser) -> None:
+    """A browser gives the token as the password of a page (here in the address, as a bookmark would); what the
+    page loads (its CSS; Swagger's files and the schema on /docs) must ask for the same password: they answered
+    a Bearer challenge, the browser gave up, and the page came without its CSS."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(guarded_site.replace("http://", f"http://abogada:{TOKEN}@") + "/?q=plazo&modo=lexical")
+    assert browser.find_elements(By.CSS_SELECTOR, ".hit")
+    assert browser.execute_script("return getComputedStyle(document.querySelector('main')).maxWidth") != "none"
+    browser.get(guarded_site + "/docs")
+    WebDriverWait(browser, 20).until(ready.presence_of_element_located((By.CSS_SELECTOR, ".opblock")))
+    assert "/search" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui").text
+
+
+def test_an_older_laws_units_read_as_it_writes_them(client) -> None:
+    """The 1989 diario XML heads its articles "Art. 2.º": the previous/next links and a hit name the article so
+    (they read "← Art" and "2.º" as its title)."""
+    page = client.get("/ley/BOE-A-1989-22056/a3")
+    assert page.status_code == 200
+    assert ">← Art. 2.º</a>" in page.text and ">Art. 4.º →</a>" in page.text
+    hits = client.get("/", params={"q": "especies objeto de caza", "ley": "BOE-A-1989-22056", "modo": "lexical"})
+    assert hits.status_code == 200 and ">Art. 4</a>" in hits.text
+    assert not re.search(r'<p class="heading">\d+\.º', hits.text), "an ordinal shown as the article's title"

@@ -26,6 +26,7 @@ from .present import (
     norm_names,
     snippet,
     spanish_date,
+    unit_number,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -125,7 +126,12 @@ class Pages:
             heading_title=heading_title,
         )
         self.env.filters.update(
-            highlight=highlight, fecha=spanish_date, sin_punto=bare_title, ley_corta=law_name, articulo=article_for
+            highlight=highlight,
+            fecha=spanish_date,
+            sin_punto=bare_title,
+            ley_corta=law_name,
+            articulo=article_for,
+            numero=unit_number,
         )
 
     def render(self, name: str, **context) -> str:

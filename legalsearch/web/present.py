@@ -15,6 +15,7 @@ ISO_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 CUT = "…"
 SNIPPET_CHARS = 700  # an apartado up to this long is shown whole
 LEAD_CHARS = 300  # the lead-in of a list ("2. El sector público institucional se integra por:") shown up to this
+HEADING = re.compile(r"^(?P<number>[^.]*(?:\.\s?[ºª°])?)\.?\s*(?P<title>.*)$", re.S)
 LIST_ITEM = re.compile(r"^(?:[a-zñ]\)|\d+\.[ºª]|[ivx]+\))\s")
 NUMBERED = re.compile(r"^(?P<number>(?:Real Decreto Legislativo|Real Decreto-ley|Real Decreto|Ley Orgánica|Ley|"
                       r"Decreto Legislativo|Decreto-ley|Decreto|Orden|Ley Foral)\s+\d+/\d{4})\b")  # fmt: skip
@@ -33,11 +34,25 @@ def citation_label(hit) -> str:
     return hit.citation.split(" · ", 1)[0]
 
 
+def _split_heading(heading: str) -> tuple[str, str]:
+    """(the unit's number, its title): "Artículo 9. Plazo mínimo." → ("Artículo 9", "Plazo mínimo."); the period
+    of "Art." and of an ordinal ("2.º", "1.ª") belong to the number."""
+    text = heading.strip()
+    abbreviation = "Art. " if text.startswith("Art. ") else ""
+    m = HEADING.match(text[len(abbreviation) :])
+    return abbreviation + m["number"].strip(), m["title"].strip()
+
+
+def unit_number(heading: str) -> str:
+    """The unit a heading names, without its title: "Artículo 9. Plazo mínimo." → "Artículo 9", "Art. 2.º"."""
+    return _split_heading(heading)[0] or heading
+
+
 def heading_title(heading: str) -> str:
     """What a heading says beyond the unit's number ("Artículo 9. Plazo mínimo." → "Plazo mínimo."), or "" when
-    it is only the number ("Artículo 135")."""
-    number, _, title = heading.partition(". ")
-    return title.strip() if number and title.strip() else ""
+    it is only the number ("Artículo 135", "Art. 2.º")."""
+    number, title = _split_heading(heading)
+    return title if number else ""
 
 
 def bare_title(title: str | None) -> str:
