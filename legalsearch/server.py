@@ -321,17 +321,18 @@ def is_loopback(host: str) -> bool:
 
 
 def allowed_hosts(host: str, port: int, names: list[str] | tuple[str, ...] = ()) -> frozenset[str] | None:
-    """The `Host` headers a server bound to `host`:`port` answers: on loopback its loopback names with that port
-    (and bare on port 80), plus `names` (bare or with the port); off loopback only `names` and the bound address,
-    or None (any) when no name is given."""
+    """The `Host` headers a server bound to `host`:`port` answers: on loopback its loopback names and the address
+    bound, with that port (and bare on port 80), plus `names` (bare or with the port); off loopback only `names`
+    and the bound address, or None (any) when no name is given."""
     named = {n.lower() for name in names for n in (name, f"{name}:{port}")}
-    if is_loopback(host):
-        local = {f"{n}:{port}" for n in LOOPBACK_NAMES} | (set(LOOPBACK_NAMES) if port == 80 else set())
-        return frozenset(local | named)
+    bare = host.strip("[]")
+    bound = (f"[{bare}]" if ":" in bare else bare).lower()
+    if is_loopback(host):  # the loopback names, and the address bound (127.0.0.2 is loopback too)
+        local = {f"{n}:{port}" for n in (*LOOPBACK_NAMES, bound)}
+        return frozenset(local | ({*LOOPBACK_NAMES, bound} if port == 80 else set()) | named)
     if not names:
         return None
-    bound = f"[{host}]" if ":" in host else host
-    return frozenset(named | {f"{bound}:{port}".lower()})
+    return frozenset(named | {f"{bound}:{port}"})
 
 
 # --- the app --------------------------------------------------------------------------------------------------

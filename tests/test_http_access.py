@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from legalsearch.cli import app
 from legalsearch.server import allowed_hosts, create_app
 
-from .test_http_api import served  # noqa: F401  (the index of the API tests)
+from .test_http_api import client, served  # noqa: F401  (the index and client of the API tests)
 
 runner = CliRunner()
 TOKEN = "kX9-open-sesame-2099-tok"
@@ -163,3 +163,17 @@ def test_what_a_page_loads_asks_a_browser_for_the_password(guarded) -> None:
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic "), path
         assert guarded.get(path, headers={"Authorization": _basic(TOKEN)}).status_code == 200, path
     assert guarded.get("/search/batch").headers["www-authenticate"].startswith("Bearer "), "a program: Bearer"
+
+
+def test_a_server_on_another_loopback_address_answers_its_own_address() -> None:
+    """Bound to 127.0.0.2 (or ::1 written out), every request was refused and told to use 127.0.0.1, where
+    nothing listens."""
+    assert "127.0.0.2:8000" in allowed_hosts("127.0.0.2", 8000)
+    assert "[0:0:0:0:0:0:0:1]:8000" in allowed_hosts("0:0:0:0:0:0:0:1", 8000)
+    assert "evil.example:8000" not in allowed_hosts("127.0.0.2", 8000)
+
+
+def test_the_docs_may_not_be_framed(client) -> None:  # noqa: F811
+    """/docs runs Swagger with the token a user authorised: no other site may frame it (clickjacking)."""
+    csp = client.get("/docs").headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp

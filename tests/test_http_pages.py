@@ -75,3 +75,26 @@ def test_comparing_wordings_on_an_index_without_them_says_so(plain) -> None:  # 
     assert _alert(page) == (
         "Este índice solo guarda la redacción vigente de cada artículo: no puede comparar redacciones."
     )
+
+
+def test_a_question_of_only_spaces_or_control_characters_is_no_question(client) -> None:  # noqa: F811
+    """A question of three spaces said «Sin resultados: ningún texto responde»; a NUL searched and listed 10
+    articles and was written into the page. Both are the empty form."""
+    for q in ("   ", "\x00", "\x00\x1b \x07\x9b"):
+        page = client.get("/", params={"q": q})
+        assert page.status_code == 200 and 'aria-label="Resultados"' not in page.text, repr(q)
+        assert "Sin resultados" not in page.text and 'role="alert"' not in page.text
+        assert not any(c in page.text for c in "\x00\x1b\x07\x9b"), "no control character in the page"
+    found = client.get("/", params={"q": "matri\x00monio\x1b", "ley": "BOE-A-2099-77"})
+    assert found.status_code == 200 and 'class="hit' in found.text and "\x00" not in found.text
+
+
+@pytest.mark.parametrize("pagina", ["0", "11", "dos"])
+def test_a_results_page_out_of_range_says_which(client, pagina) -> None:  # noqa: F811
+    page = client.get("/", params={"q": "matrimonio", "pagina": pagina})
+    assert page.status_code == 400 and _alert(page) == "La página de resultados debe estar entre 1 y 10."
+
+
+def test_the_law_path_without_a_law_is_a_spanish_page(client) -> None:  # noqa: F811
+    page = client.get("/ley")
+    assert page.status_code == 404 and "Esta página no existe" in _alert(page)

@@ -35,7 +35,8 @@ PAGE_CSP = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 DOCS_CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 PAGE_PATHS = ("/", "/cambios")
 FIELD_LABELS = {
@@ -47,6 +48,7 @@ MODE_LABELS = {"hybrid": "Palabras y significado", "dense": "Por significado", "
                "lexical": "Por palabras"}  # fmt: skip
 MAX_PAGES = 10  # "más resultados" goes this many pages deep
 WORD = re.compile(r"\w+|\W+")
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline
 
 
 def highlight(text: str, query: str) -> Markup:
@@ -65,7 +67,7 @@ def highlight(text: str, query: str) -> Markup:
 
 def is_page(path: str) -> bool:
     """Whether `path` is one of the Spanish pages (their errors are pages too, in Spanish), not the JSON API."""
-    return path in PAGE_PATHS or path.startswith("/ley/")
+    return path in PAGE_PATHS or path == "/ley" or path.startswith("/ley/")
 
 
 def spanish_day(day: str | None) -> str:
@@ -83,11 +85,19 @@ def field_problem(field: str) -> str:
         return "La pregunta es demasiado larga: escriba como máximo 4.000 caracteres."
     if field == "k":
         return "El número de resultados debe estar entre 1 y 50."
+    if field == "pagina":
+        return f"La página de resultados debe estar entre 1 y {MAX_PAGES}."
     if field in ("fecha", "desde", "hasta"):
         return bad_date(field)
     if field in FIELD_LABELS:
         return f"{FIELD_LABELS[field]} no es una opción válida: elija una de la lista."
     return "La dirección de esta página no es válida: vuelva a la búsqueda."
+
+
+def without_controls(text: str) -> str:
+    """A question as typed, without control characters (a NUL, an escape sequence): a question made only of them
+    is no question."""
+    return CONTROLS.sub("", text)
 
 
 def _first_bad_date(**days: str) -> str | None:
@@ -274,7 +284,7 @@ def add_pages(app, search: LegalSearch) -> None:
         k: int = Query(10, ge=1, le=50), pagina: int = Query(1, ge=1, le=MAX_PAGES),
     ) -> HTMLResponse:  # fmt: skip
         mode = modo if modo in SEARCH_MODES else None
-        return html(pages.search_page(q, mode, ley, rango, vigentes, fecha, k, pagina))
+        return html(pages.search_page(without_controls(q), mode, ley, rango, vigentes, fecha, k, pagina))
 
     @app.get("/ley/{boe_id}", include_in_schema=False)
     def law(boe_id: str) -> HTMLResponse:
