@@ -488,9 +488,7 @@ def _load_encoder(
             kwargs = {"file_name": variant}
             if backend == "openvino":  # OpenVINO runs "fp32" models in bf16 on CPUs that have it, unless told
                 hint = {"fp32": "f32", "bf16": "bf16"}.get(precision)
-                kwargs["ov_config"] = {"CACHE_DIR": str(folder / "openvino" / "cache")}  # compiled models, reused
-                if hint:
-                    kwargs["ov_config"]["INFERENCE_PRECISION_HINT"] = hint
+                kwargs["ov_config"] = {"INFERENCE_PRECISION_HINT": hint} if hint else {}
             with quiet_third_party():  # again: optimum's exporter turns logging back on when it is done
                 model = SentenceTransformer(str(folder), device=device, backend=backend, model_kwargs=kwargs)
     except ModelError:

@@ -4,7 +4,8 @@ model's fast tokenizer (`tokenizers`), its pooling and normalisation.
 `ask` encodes one question. Loading sentence-transformers for it imports torch, transformers, optimum and
 scikit-learn, seconds of every call; this reads the files an index's OpenVINO export already left beside the
 model and gives the same vectors (tests/test_ask_speed.py compares them). OpenVINO's compiled model is cached
-(`CACHE_DIR` in the export folder), so a later call imports it instead of compiling again.
+(`CACHE_DIR` in the export folder; the graph only, its weights stay in the export), so a later call loads it
+instead of compiling again.
 
 It serves only what it can reproduce exactly — an OpenVINO float export already made, a Transformer → Pooling
 (CLS or mean) → optional Normalize pipeline, no default prompt — and `load_query_encoder` falls back to
@@ -56,7 +57,8 @@ class QueryEncoder:
         self._pad_id = self._tokenizer.token_to_id(pad) if pad else 0
         core = openvino.Core()
         cache = ov_cache_dir(xml.parent.parent)
-        config = {"PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(cache)}
+        # OPTIMIZE_SIZE: the cache keeps the compiled graph, not a second copy of the weights (read from the .bin)
+        config = {"PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(cache), "CACHE_MODE": "OPTIMIZE_SIZE"}
         if hint:
             config["INFERENCE_PRECISION_HINT"] = hint
         self._model = core.compile_model(str(xml), "CPU", config)
