@@ -171,6 +171,17 @@ async def _library_error(request: Request, exc: LegalSearchError) -> JSONRespons
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: the operator's log gets the traceback (Starlette raises it again after this answer); the client one
+    line, or a Spanish page, saying nothing of what failed."""
+    if is_page(request.url.path):
+        try:
+            return _page(request, 500, "Error interno: inténtelo más tarde o avise a quien mantiene este buscador.")
+        except Exception:  # the page itself cannot be rendered: the plain line
+            return Response("Error interno", status_code=500, media_type="text/plain; charset=utf-8")
+    return JSONResponse({"detail": "internal error: the server's log says what happened"}, status_code=500)
+
+
 def _no_law(boe_id: str) -> HTTPException:
     return HTTPException(404, f"boe_id {shown(boe_id)!r}: no such law in this index; GET /laws lists them")
 
@@ -284,8 +295,9 @@ class Guard:
 
 
 class SecurityHeaders:
-    """ASGI middleware, outermost: the Content-Security-Policy, `nosniff` and `no-referrer` on every response,
-    the refusals of the middleware inside it (400, 401, 413) included."""
+    """ASGI middleware, outermost (outside Starlette's handler of 500s too): the Content-Security-Policy,
+    `nosniff` and `no-referrer` on every response, the refusals of the middleware inside it (400, 401, 413) and
+    the answer to a bug (500) included."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -370,10 +382,12 @@ def create_app(search: LegalSearch, token: str | None = None, hosts: frozenset[s
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(LegalSearchError, _library_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
     add_pages(app, search)
     app.add_middleware(BodyLimit)
     app.add_middleware(Guard, token=token, hosts=hosts)
-    app.add_middleware(SecurityHeaders)
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: SecurityHeaders(build_stack())  # outside Starlette's own 500 too
 
     def run(queries: list[str], options: SearchOptions) -> list[list[dict]]:
         try:

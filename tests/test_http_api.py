@@ -259,3 +259,21 @@ def test_a_long_list_of_unknown_laws_is_named_by_a_few(client) -> None:
     assert response.status_code == 400
     assert response.json()["detail"].startswith("law BOE-A-1-0, BOE-A-1-1, BOE-A-1-2 and 197 more is not in this index")
     assert "BOE-A-1-3," not in response.text
+
+
+def test_an_unexpected_failure_is_one_line_with_the_security_headers(served, monkeypatch) -> None:
+    """A bug (here: listing the laws fails) answers 500 as every other error: one line that names no path of
+    the server, the security headers on it (Starlette's own 500 came outside them, as plain text), a Spanish page
+    on a page path."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom at /srv/secret/indexes/default/catalogue.sqlite")
+
+    monkeypatch.setattr(served, "laws", broken)
+    app = TestClient(create_app(served), raise_server_exceptions=False)
+    failed = app.get("/laws")
+    assert failed.status_code == 500 and set(SECURITY_HEADERS) <= set(failed.headers), failed.headers
+    assert failed.json() == {"detail": "internal error: the server's log says what happened"}
+    page = app.get("/", params={"q": "matrimonio"})
+    assert page.status_code == 500 and set(SECURITY_HEADERS) <= set(page.headers)
+    assert "Error interno" in page.text and "/srv/secret" not in page.text and "boom" not in page.text
