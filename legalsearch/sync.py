@@ -49,6 +49,7 @@ from .errors import FetchError, ParseError, UsageError
 from .sources import read_id_list
 from .sources.fetch import BOEClient, NotFound
 from .sources.structure import fold
+from .sync_listing import Listing, list_catalogue
 
 AMBITOS = {"estatal": ("1",), "autonomico": ("2",), "todo": ("1", "2")}
 FULL_EVERY = 7  # days between full listings of the catalogue (a window can miss a norm; a full listing cannot)
@@ -60,7 +61,6 @@ BREAKER = 5  # failed norms in a row that stop a run (the API is down)
 BATCH_NORMS = 200  # the most norms one commit holds …
 BATCH_MINUTES = 10.0  # … and about how long one batch should take (fetch and embed), sized from the last one
 FIRST_BATCH = 20  # the first batch of a run, before its pace is known
-STEP_BACKS = 8  # times a page that does not meet the last one is asked again from further back
 # For estimates: the real catalogue is ~12,400 norms and ~0.5 M chunks; a model of the legal model's size embeds
 # 2.42 chunks/s on a 2-core CPU (openvino bf16, 256 tokens) and 707/s on one H200 (torch fp16, 512 tokens), as
 # measured with bench/backends.py and bench/gpu.py (README).
@@ -245,12 +245,11 @@ def sync(
             report.estimate = _estimate(plan, options.rate)
             return _finish(index, report, client, started, log=False)
         _remove(index, client, plan, state, options, report, say)
-        if plan.fetch or options.diario:
-            encoder = encoder or _load_model(index, options.build, notify)
-        _fetch_and_index(index, client, plan, state, options, report, encoder, tick, say, progress, notify)
+        model = _Model(index, options.build, notify, encoder)
+        _fetch_and_index(index, client, plan, state, options, report, model, tick, say, progress, notify)
         if options.diario and not report.stopped:
             paths = _diario(client, state, options, report, tick, say)
-            _index_batch(index, paths, options, report, encoder, progress, notify)
+            _index_batch(index, paths, options, report, model, progress, notify)
             _record(index, [(b, None, "diario", None) for b in report.diario if b not in report.failed])
     return _finish(index, report, client, started, log=True)
 
@@ -262,98 +261,28 @@ def _finish(index: Path, report: SyncReport, client: BOEClient, started: float, 
     if store.is_index(index):
         manifest = store.read_manifest(index)
         report.commit, report.chunks = manifest["commit"], manifest["counts"]["chunks"]
-        if log:
+        if log and not report.dry_run:
             _log(index, report)
     return report
 
 
-def _load_model(index: Path, build: indexing.BuildOptions, notify):
-    """The embedding model, loaded once for every batch of the run (the one the index was built with)."""
-    match = store.read_manifest(index)["model"] if store.is_index(index) else None
-    model_id = build.model or (match["id"] if match else None)
-    return load_encoder(model_id, build.device, notify, backend=build.backend, precision=build.precision, match=match)
+class _Model:
+    """The embedding model of the run: loaded when a batch first has something to index, then kept for the
+    next batches (the one the index was built with, or `build.model`)."""
+
+    def __init__(self, index: Path, build: indexing.BuildOptions, notify, encoder=None) -> None:
+        self.index, self.build, self.notify, self.encoder = index, build, notify, encoder
+
+    def get(self):
+        if self.encoder is None:
+            match = store.read_manifest(self.index)["model"] if store.is_index(self.index) else None
+            model_id, build = self.build.model or (match["id"] if match else None), self.build
+            self.encoder = load_encoder(model_id, build.device, self.notify, backend=build.backend,
+                                        precision=build.precision, match=match)  # fmt: skip
+        return self.encoder
 
 
-# --- listing ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Listing:
-    """The catalogue as listed: items by id, and whether it may be trusted to say what is gone."""
-
-    items: dict[str, dict] = field(default_factory=dict)
-    ordered: bool = True  # every page in id order, each meeting the one before
-    malformed: int = 0  # items without an identificador
-    doubts: list[str] = field(default_factory=list)
-
-    @property
-    def sound(self) -> bool:
-        return not self.doubts
-
-
-def list_catalogue(client: BOEClient, page: int, since: str | None, tick=None, confirm_end: bool = False) -> Listing:
-    """The catalogue (updated since `since`, YYYYMMDD, when given), every answer checked (see the module's
-    docstring). A listing in doubt is asked a second time and the two are merged; an id met twice keeps its
-    latest update. A failed page raises FetchError."""
-    listing = _list_once(client, page, since, tick, confirm_end)
-    if listing.doubts:
-        again = _list_once(client, page, since, tick, confirm_end)
-        for boe_id, item in again.items.items():
-            _keep_latest(listing.items, boe_id, item)
-    return listing
-
-
-def _list_once(client: BOEClient, page: int, since: str | None, tick, confirm_end: bool) -> Listing:
-    listing = Listing()
-    offset, last, back, confirmed, overlaps = 0, None, 1, False, False
-    while True:
-        batch = client.catalogue_page(offset, page, since)
-        named = [(_id_of(item), item) for item in batch]
-        ids = [b for b, _ in named if b is not None]
-        if ids != sorted(ids) and listing.ordered:
-            listing.ordered = False
-            listing.doubts.append("the API did not answer in id order")
-        if listing.ordered and overlaps and ids and ids[0] > last:  # a gap: items left before this page
-            if back <= 2**STEP_BACKS and offset > 0:
-                offset, back = max(0, offset - back), back * 2
-                continue
-            listing.ordered = False
-            listing.doubts.append(f"pages did not meet at offset {offset}")
-        listing.malformed += len(batch) - len(ids)
-        new = len(set(ids) - set(listing.items))
-        back = 1 if new else back
-        if offset and not overlaps and new and "pages of one item" not in " ".join(listing.doubts):
-            listing.doubts.append("pages of one item: their order across pages could not be checked")
-        for boe_id, item in named:
-            if boe_id is not None:
-                _keep_latest(listing.items, boe_id, item)
-        if tick:
-            tick("list", len(listing.items), len(listing.items))
-        if not batch or (offset and not new):  # nothing new: the end (asked twice on a full listing)
-            if len(batch) > 1:
-                listing.doubts.append(f"the page at offset {offset} held nothing new")
-            if confirm_end and not confirmed:
-                confirmed = True
-                continue
-            break
-        confirmed = False
-        last = ids[-1] if ids else last
-        overlaps = len(batch) > 1  # the next page starts with this one's last item (a page of one cannot)
-        offset += len(batch) - 1 if overlaps else 1
-    if listing.malformed:
-        listing.doubts.append(f"{listing.malformed} items without an identificador")
-    return listing
-
-
-def _id_of(item) -> str | None:
-    boe_id = item.get("identificador") if isinstance(item, dict) else None
-    return boe_id.strip() if isinstance(boe_id, str) and boe_id.strip() else None
-
-
-def _keep_latest(items: dict[str, dict], boe_id: str, item: dict) -> None:
-    known = items.get(boe_id)
-    if known is None or str(item.get("fecha_actualizacion", "")) > str(known.get("fecha_actualizacion", "")):
-        items[boe_id] = item
+# --- planning -----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -529,7 +458,7 @@ class _Breaker:
         return self.row >= BREAKER
 
 
-def _fetch_and_index(index, client, plan: Plan, state, options, report, encoder, tick, say, progress, notify) -> None:
+def _fetch_and_index(index, client, plan: Plan, state, options, report, model, tick, say, progress, notify) -> None:
     todo = sorted(plan.fetch)
     if not todo:
         return
@@ -549,7 +478,7 @@ def _fetch_and_index(index, client, plan: Plan, state, options, report, encoder,
             if breaker.record(row[2] not in ("failed",)):
                 report.stopped = _stop_line(report, todo[done:], row[3])
                 break
-        built = _index_batch(index, paths, options, report, encoder, progress, notify)
+        built = _index_batch(index, paths, options, report, model, progress, notify)
         _record(index, [_outcome(row, built, report) for row in rows])
         store.pause(f"sync-batch-{report.batches}")
         size = _next_size(size, len(batch), time.perf_counter() - began, options)
@@ -607,13 +536,13 @@ def _fetch_one(client, boe_id: str, item: dict, state, selection: Selection, rep
     return (boe_id, _cached_update(path) or (str(listed) if listed else None), "indexed", None), path
 
 
-def _index_batch(index: Path, paths: list[Path], options, report, encoder, progress, notify) -> bool:
+def _index_batch(index: Path, paths: list[Path], options, report, model: _Model, progress, notify) -> bool:
     """One commit of these sources (an ordinary `indexing.build`); their failures go to `report.failed`."""
     if not paths:
         return False
     try:
-        built = indexing.build([str(p) for p in paths], index, options.build, encoder=encoder, progress=progress,
-                               notify=notify)  # fmt: skip
+        built = indexing.build([str(p) for p in paths], index, options.build, encoder=model.get(),
+                               progress=progress, notify=notify)  # fmt: skip
     except indexing.NothingToIndex as exc:
         for error in exc.errors:
             report.failed[_boe_id_of(str(error))] = str(error)
