@@ -208,9 +208,9 @@ class LegalSearch:
     """An open index. Cheap to open (FAISS files are memory-mapped, the model loads on the first query) and safe
     to share between threads.
 
-    >>> search = LegalSearch.open("indexes/default")  # doctest: +SKIP
-    >>> search.search("¿A qué edad se alcanza la mayoría de edad?", k=3)[0].citation
-    'Art. 12 · Constitución Española (BOE-A-1978-31229)'
+    >>> search = LegalSearch.open("indexes/default")  # the README's quickstart index (tests/test_readme.py)
+    >>> search.search("artículo 12 de la Constitución", k=3)[0].citation
+    'Art. 12 CE · Constitución Española (BOE-A-1978-31229)'
     """
 
     _chunk_article = _PerSnapshot(lambda: None)

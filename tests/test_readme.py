@@ -1,4 +1,4 @@
-"""Every `legalsearch …` command and Python example of the README runs, as written, from the repository.
+"""Every `legalsearch …` command and Python example of the README, and every docstring example, runs as written.
 
 The commands run in the README's order in one folder that holds the repository's `corpora/` (the real sample),
 with the tiny random model (LEGALSEARCH_MODEL) and the basic set's laws in the fetch cache, as a first `legalsearch
@@ -9,6 +9,8 @@ command neither run nor listed fails the test, and so does a listed command the 
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import json
 import re
 import shlex
@@ -44,6 +46,13 @@ SKIPPED_BY_DESIGN = {
     "tests/test_distributed.py runs --distributed ray on a local instance",
     "legalsearch serve": "a server that runs until stopped; tests/test_server_rag.py answers the same requests",
 }
+
+
+# Modules whose docstrings hold examples (`>>>`); they run in the README's folder, on its quickstart index.
+DOCSTRING_MODULES = (
+    "legalsearch.search", "legalsearch.sources", "legalsearch.integrations.langchain",
+    "legalsearch.integrations.llamaindex",
+)  # fmt: skip
 
 
 def code_blocks(language: str) -> list[str]:
@@ -106,11 +115,7 @@ def test_the_readme_commands_run_in_order(in_workspace: Path) -> None:
 
 
 def test_the_readme_python_examples_run(in_workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if not (in_workspace / "indexes" / "default" / "manifest.json").exists():
-        assert runner.invoke(app, ["index"]).exit_code == 0
-    if not (in_workspace / "indexes" / "ce" / "manifest.json").exists():
-        source = "corpora/sample/laws/xml/BOE-A-1978-31229.texto.xml"
-        assert runner.invoke(app, ["index", source, "--index", "indexes/ce", "--history"]).exit_code == 0
+    built(in_workspace)
     examples = code_blocks("python")
     assert len(examples) >= 3
     for example in examples:
@@ -118,3 +123,25 @@ def test_the_readme_python_examples_run(in_workspace: Path, capsys: pytest.Captu
         exec(compile(example, "README.md", "exec"), namespace)
         assert "search" in namespace or "docs" in namespace or "nodes" in namespace
     assert "https://www.boe.es/buscar/act.php?id=" in capsys.readouterr().out, "the API example prints its hits"
+
+
+def built(workspace: Path) -> None:
+    """The indexes the README's commands build, for a test run on its own."""
+    if not (workspace / "indexes" / "default" / "manifest.json").exists():
+        assert runner.invoke(app, ["index"]).exit_code == 0
+    if not (workspace / "indexes" / "ce" / "manifest.json").exists():
+        source = "corpora/sample/laws/xml/BOE-A-1978-31229.texto.xml"
+        assert runner.invoke(app, ["index", source, "--index", "indexes/ce", "--history"]).exit_code == 0
+
+
+def test_the_docstring_examples_run(in_workspace: Path) -> None:
+    built(in_workspace)
+    examples = 0
+    for name in DOCSTRING_MODULES:
+        module = importlib.import_module(name)
+        runner_ = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+        for test in doctest.DocTestFinder().find(module):
+            runner_.run(test)
+            examples += len(test.examples)
+        assert runner_.failures == 0, f"{name}: a docstring example failed (its output is above)"
+    assert examples >= 9

@@ -1,8 +1,9 @@
 """A LangChain retriever over a legalsearch index (`pip install legalsearch[langchain]`).
 
->>> from legalsearch.integrations.langchain import LegalSearchRetriever  # doctest: +SKIP
+>>> from legalsearch.integrations.langchain import LegalSearchRetriever
 >>> retriever = LegalSearchRetriever.from_index("indexes/default", k=5)
->>> retriever.invoke("¿Cuántos días de vacaciones tiene un trabajador?")[0].metadata["citation"]
+>>> retriever.invoke("art. 38 del Estatuto de los Trabajadores")[0].metadata["citation"].startswith("Art. 38 ET")
+True
 """
 
 from __future__ import annotations

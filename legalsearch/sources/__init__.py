@@ -53,7 +53,8 @@ def parse_bytes(data: bytes, origin: str, as_of: str | None = None, history: boo
     `history` keeps the earlier wordings too (`Law.history`; the API's consolidated XML is the one format that
     carries them).
 
-    >>> law = parse_bytes(Path("BOE-A-1978-31229.xml").read_bytes(), "BOE-A-1978-31229.xml")  # doctest: +SKIP
+    >>> xml = Path("corpora/sample/laws/xml/BOE-A-1978-31229.texto.xml")  # the API's XML of the Constitution
+    >>> law = parse_bytes(xml.read_bytes(), xml.name)
     >>> law.article("a14").heading
     'Artículo 14'
     """
