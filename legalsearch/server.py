@@ -254,13 +254,17 @@ class Guard:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if self.hosts is not None and headers.get(b"host", b"").decode("latin-1").lower() not in self.hosts:
+        host_known = self.hosts is None or headers.get(b"host", b"").decode("latin-1").lower() in self.hosts
+        authorised = self.token is None or self._authorised(headers.get(b"authorization", b""))
+        if scope["type"] == "websocket" and not (host_known and authorised):
+            return await send({"type": "websocket.close", "code": 1008})  # no HTTP answer on that channel
+        if not host_known:
             detail = (
                 "the Host header names a site this server does not serve; open it as "
                 f"{' or '.join(sorted(self.hosts)[:3])} (serve --allowed-host NAME adds a name)"
             )
             return await _send_json(send, 400, detail)
-        if self.token is not None and not self._authorised(headers.get(b"authorization", b"")):
+        if not authorised:
             return await self._ask_for_token(scope["path"], send)
         return await self.app(scope, receive, send)
 

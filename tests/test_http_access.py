@@ -177,3 +177,15 @@ def test_the_docs_may_not_be_framed(client) -> None:  # noqa: F811
     """/docs runs Swagger with the token a user authorised: no other site may frame it (clickjacking)."""
     csp = client.get("/docs").headers["content-security-policy"]
     assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+
+
+def test_a_websocket_handshake_is_refused_without_a_traceback(served, guarded) -> None:  # noqa: F811
+    """No route speaks WebSocket; the Guard answered a handshake without the token, or for another Host, with an
+    HTTP message on the WebSocket channel (a RuntimeError in the operator's log, 500 to the client)."""
+    from starlette.websockets import WebSocketDisconnect
+
+    hosts = TestClient(create_app(served, hosts=allowed_hosts("127.0.0.1", 8000)))
+    for tried, headers in ((guarded, {}), (hosts, {"host": "evil.example:8000"})):
+        with pytest.raises(WebSocketDisconnect) as refused, tried.websocket_connect("/", headers=headers):
+            pass
+        assert refused.value.code == 1008
