@@ -120,3 +120,16 @@ def test_the_boe_status_note_makes_the_law_repealed_and_leaves_the_text() -> Non
         "vigente"
     )
     assert _status(_body_lines(["Ley 1/2099, de 1 de enero.\nArtículo 1. Objeto."])) == "desconocido"
+
+
+def test_without_a_title_in_the_metadata_a_wrapped_title_line_is_no_departamento() -> None:
+    """A PDF without /Title whose first page has no departamento line: the title's wrapped second line ("Común de
+    las Administraciones Públicas.") was taken for the departamento. Show none rather than a wrong one."""
+    page = LPAC_PAGE.replace("Jefatura del Estado\n", "")
+    head = read_first_page(page)
+    assert head.departamento is None and head.title == LPAC_TITLE
+    assert head.reference == "BOE-A-2015-10565"
+    one_line = "Constitución Española.\n«BOE» núm. 311, de 29 de diciembre de 1978\nReferencia: BOE-A-1978-31229\n"
+    assert read_first_page(one_line).departamento is None
+    period = "Ley 1/2099, de 2 de enero, de pruebas.\nDe las pruebas.\n«BOE» núm. 1, de 3 de enero de 2099\n"
+    assert read_first_page(period).departamento is None, "a departamento does not end with a period"

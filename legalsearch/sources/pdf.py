@@ -101,11 +101,20 @@ def _squeeze(text: str) -> str:
     return re.sub(r"[\s\-\u00ad]+", "", text).lower()
 
 
+def _stands_alone(lines: list[str]) -> bool:
+    """Whether the last of `lines` (the first page's lines above the publication) can be the departamento: a line
+    of its own (the line before it ends a paragraph: pypdf ends a soft-wrapped line with a space) without the
+    final period a title has."""
+    filled = [line for line in lines if line.strip()]
+    return len(filled) >= 2 and not filled[-2].endswith(" ") and not filled[-1].rstrip().endswith(".")
+
+
 def read_first_page(page: str, title: str = "") -> FirstPage:
     """The title, departamento, publication and reference of a consolidated PDF's first page, which reads:
     title (one or more lines), departamento, «BOE» núm. N, de <date>, Referencia: BOE-A-…. `title` is the
     PDF's own /Title: where given, the departamento is what lies between it and the publication line."""
-    lines = [line.strip() for line in page.split("\n")]
+    raw = page.split("\n")
+    lines = [line.strip() for line in raw]
     head = FirstPage(title=clean_text(title) or None)
     publication = next((i for i, line in enumerate(lines[:20]) if _PUBLICATION.match(line)), None)
     if publication is None:
@@ -115,8 +124,10 @@ def read_first_page(page: str, title: str = "") -> FirstPage:
         head.reference = m["id"]
     above = [line for line in lines[:publication] if line]
     if head.title is None:
-        if len(above) >= 2:
+        if len(above) >= 2 and _stands_alone(raw[:publication]):
             head.title, head.departamento = clean_text(" ".join(above[:-1])), above[-1]
+        elif above and above[-1].endswith("."):  # a title, wrapped, and no departamento
+            head.title = clean_text(" ".join(above))
         return head
     for end in range(1, len(above)):
         if _squeeze(" ".join(above[:end])) == _squeeze(head.title):
