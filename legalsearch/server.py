@@ -239,6 +239,25 @@ class BodyLimit:
         await _send_json(send, 413, f"request body over {self.limit:,} bytes; send fewer or shorter queries")
 
 
+class HeadAsGet:
+    """ASGI middleware: HEAD (curl -I, link checkers, uptime monitors) answered as GET without the body; FastAPI's
+    routes take GET only and answered 405."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def send_head(message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        return await self.app({**scope, "method": "GET"}, receive, send_head)
+
+
 class Guard:
     """ASGI middleware. With `hosts`, the `Host` header must be one of them (400 otherwise): a server on
     127.0.0.1 that answers any Host can be read by a web page whose name is re-pointed at 127.0.0.1 (DNS
@@ -388,6 +407,7 @@ def create_app(search: LegalSearch, token: str | None = None, hosts: frozenset[s
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     add_pages(app, search)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit)
     app.add_middleware(Guard, token=token, hosts=hosts)
     build_stack = app.build_middleware_stack

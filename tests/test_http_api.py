@@ -277,3 +277,13 @@ def test_an_unexpected_failure_is_one_line_with_the_security_headers(served, mon
     page = app.get("/", params={"q": "matrimonio"})
     assert page.status_code == 500 and set(SECURITY_HEADERS) <= set(page.headers)
     assert "Error interno" in page.text and "/srv/secret" not in page.text and "boom" not in page.text
+
+
+def test_head_answers_as_get_without_a_body(client) -> None:
+    """`curl -I`, link checkers and uptime monitors ask HEAD: it answered 405 on every page and endpoint."""
+    for path in ("/health", "/laws", "/", "/ley/BOE-A-2099-77", "/static/style.css"):
+        head, get = client.head(path), client.get(path)
+        assert head.status_code == get.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"], path
+        assert set(SECURITY_HEADERS) <= set(head.headers), path
+    assert client.head("/search").status_code == 405, "POST-only stays so"
