@@ -825,7 +825,8 @@ def serve(
     if not is_loopback(host) and token is None:
         err.print(f"[yellow]warning:[/yellow] no token: anyone who can reach {host}:{port} can use this server")
     access = "token required" if token else "no token"
-    err.print(f"serving {search.path} on http://{host}:{port} (docs at /docs; {access})", soft_wrap=True)
+    shown_host = f"[{host.strip('[]')}]" if ":" in host else host  # an IPv6 address in a URL: [::1]
+    err.print(f"serving {search.path} on http://{shown_host}:{port} (docs at /docs; {access})", soft_wrap=True)
     uvicorn.run(api, host=host, port=port, log_level="warning")
 
 

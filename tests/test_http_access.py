@@ -189,3 +189,24 @@ def test_a_websocket_handshake_is_refused_without_a_traceback(served, guarded) -
         with pytest.raises(WebSocketDisconnect) as refused, tried.websocket_connect("/", headers=headers):
             pass
         assert refused.value.code == 1008
+
+
+def test_serve_on_ipv6_loopback_prints_an_address_a_browser_opens(served) -> None:  # noqa: F811
+    """`serve --host ::1` printed http://::1:PORT, which no browser or curl opens; and it answers [::1]."""
+    if not socket.has_ipv6:
+        pytest.skip("this Python has no IPv6")
+    port = _free_port()
+    command = [sys.executable, "-m", "legalsearch", "serve", "--index", str(served.path), "--host", "::1"]
+    server = subprocess.Popen([*command, "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, answer = time.monotonic() + 120, None
+        while answer is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                answer = httpx.get(f"http://[::1]:{port}/health", timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert answer is not None and answer.status_code == 200
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert f"on http://[::1]:{port} " in stderr, stderr
