@@ -98,3 +98,17 @@ def test_a_results_page_out_of_range_says_which(client, pagina) -> None:  # noqa
 def test_the_law_path_without_a_law_is_a_spanish_page(client) -> None:  # noqa: F811
     page = client.get("/ley")
     assert page.status_code == 404 and "Esta página no existe" in _alert(page)
+
+
+def test_a_date_written_as_the_error_line_suggests_is_taken(client) -> None:  # noqa: F811
+    """The date error says "por ejemplo, 27/09/2011", and a date typed so (a browser without a date picker, an
+    edited link) was refused with that same line. Day/month/year is a date; 31/02/2021 is still none."""
+    iso = client.get("/", params={"q": "matrimonio", "ley": "BOE-A-2099-77", "fecha": "2001-01-01"})
+    spanish = client.get("/", params={"q": "matrimonio", "ley": "BOE-A-2099-77", "fecha": "1/01/2001"})
+    assert spanish.status_code == 200 and 'role="alert"' not in spanish.text
+    assert spanish.text.count('class="hit') == iso.text.count('class="hit') > 1
+    diff = client.get("/ley/BOE-A-2099-77/a2", params={"desde": "01/01/2001", "hasta": "01-01-2006"})
+    assert diff.status_code == 200 and "<ins>" in diff.text
+    assert client.get("/cambios", params={"desde": "01/01/2001"}).status_code == 200
+    wrong = client.get("/", params={"q": "matrimonio", "fecha": "31/02/2021"})
+    assert wrong.status_code == 400 and "«A fecha de» no es una fecha válida" in _alert(wrong)

@@ -48,6 +48,7 @@ MODE_LABELS = {"hybrid": "Palabras y significado", "dense": "Por significado", "
                "lexical": "Por palabras"}  # fmt: skip
 MAX_PAGES = 10  # "más resultados" goes this many pages deep
 WORD = re.compile(r"\w+|\W+")
+TYPED_DAY = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$")
 CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline
 
 
@@ -92,6 +93,13 @@ def field_problem(field: str) -> str:
     if field in FIELD_LABELS:
         return f"{FIELD_LABELS[field]} no es una opción válida: elija una de la lista."
     return "La dirección de esta página no es válida: vuelva a la búsqueda."
+
+
+def iso_day(text: str) -> str:
+    """A date as a Spanish lawyer types it ("27/09/2011", "27-09-2011", "27.09.2011") as the ISO day the index
+    speaks ("2011-09-27"); anything else as given (then checked as a date)."""
+    m = TYPED_DAY.match(text)
+    return f"{m[3]}-{int(m[2]):02d}-{int(m[1]):02d}" if m else text
 
 
 def without_controls(text: str) -> str:
@@ -284,7 +292,7 @@ def add_pages(app, search: LegalSearch) -> None:
         k: int = Query(10, ge=1, le=50), pagina: int = Query(1, ge=1, le=MAX_PAGES),
     ) -> HTMLResponse:  # fmt: skip
         mode = modo if modo in SEARCH_MODES else None
-        return html(pages.search_page(without_controls(q), mode, ley, rango, vigentes, fecha, k, pagina))
+        return html(pages.search_page(without_controls(q), mode, ley, rango, vigentes, iso_day(fecha), k, pagina))
 
     @app.get("/ley/{boe_id}", include_in_schema=False)
     def law(boe_id: str) -> HTMLResponse:
@@ -295,11 +303,11 @@ def add_pages(app, search: LegalSearch) -> None:
         boe_id: str, article_id: str, fecha: str = Query("", max_length=10), desde: str = Query("", max_length=10),
         hasta: str = Query("", max_length=10),
     ) -> HTMLResponse:  # fmt: skip
-        return html(pages.article_page(boe_id[:40], article_id[:60], fecha, desde, hasta))
+        return html(pages.article_page(boe_id[:40], article_id[:60], iso_day(fecha), iso_day(desde), iso_day(hasta)))
 
     @app.get("/cambios", include_in_schema=False)
     def changes(desde: str = Query("", max_length=10)) -> HTMLResponse:
-        return html(pages.changes_page(desde))
+        return html(pages.changes_page(iso_day(desde)))
 
     # the CSP and the other security headers are set by the server (legalsearch.server.SecurityHeaders), on
     # every response, its own refusals (401, 413) included
