@@ -377,7 +377,7 @@ def _defaults_problem(defaults: object, full_dim: int) -> str | None:
     """What is wrong with the manifest's search `defaults` (None: nothing): every value this code reads must have
     the type and range it expects (keys it does not know are left alone)."""
     if not isinstance(defaults, dict):
-        return f"'defaults' holds {type(defaults).__name__}, not an object"
+        return f"'defaults' is {json.dumps(defaults)[:40]}, not an object"
     checks = {
         "mode": lambda v: v in SEARCH_MODES,
         "dim": lambda v: _count(v) and v <= full_dim,
