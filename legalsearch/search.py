@@ -35,7 +35,7 @@ from .ranking import Candidate, Priors
 from .ranking import apply as apply_priors
 from .relevance import GOOD, MARGIN, NONSENSE, dense_evidence, lexical_evidence, probe_vectors, question_words
 from .retrievers import Dense, Funnel, Hybrid, Lexical, Retriever, View
-from .snapshot import Snapshot
+from .snapshot import Snapshot, while_moving
 from .sources.structure import fold
 from .store import DATABASE, check_files, damaged, read_manifest
 from .wordings import Wording, law_url, norma_url, word_diff
@@ -57,6 +57,13 @@ REPEALED_SQL = (
 )
 HYBRID_FUNNEL_ABOVE = 100_000  # chunks; see `retriever`
 PRIOR_POOL = 30  # articles each retriever ranks for the priors to reorder
+
+
+def _checked_manifest(path: Path) -> dict:
+    """The manifest of the index at `path`, its files checked (the cheap checks of every open)."""
+    manifest = read_manifest(path)
+    check_files(path, manifest)
+    return manifest
 
 
 def _index_errors(method):
@@ -234,7 +241,8 @@ class LegalSearch:
         self._rerankers: dict[str, object] = {}
         self._lock = threading.RLock()
         self._pinned = threading.local()  # the snapshot the current thread's query reads (`_index_errors`)
-        self._current = Snapshot(path, manifest)
+        given = [manifest]  # the first attempt opens the manifest given; one more reads the latest
+        self._current = Snapshot.latest(path, lambda: given.pop() if given else read_manifest(path))
         self._forget()
 
     @property
@@ -287,8 +295,7 @@ class LegalSearch:
         embedded with the index's own runtime (on a GPU, torch fp16 for a float index; on a CPU, torch fp32 for
         an fp16 one) unless `backend` and `precision` ask for another that gives compatible vectors."""
         path = Path(path)
-        manifest = read_manifest(path)
-        check_files(path, manifest)
+        manifest = while_moving(path, lambda: _checked_manifest(path))
         recorded = manifest["model"]
         wanted = model or (encoder.info.model_id if encoder else None)
         if wanted is not None and not same_model(recorded, wanted):

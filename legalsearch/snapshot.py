@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from .embedding import matryoshka
 from .errors import IndexFormatError
 from .store import DATABASE, catalogue_facts, connect, damaged, gather, layout_of
 
+T = TypeVar("T")
 OVERFETCH = 4096  # deleted rows in a segment up to which a search over-fetches instead of using a selector
 
 
@@ -55,24 +57,27 @@ def _state(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def while_moving(path: Path, read: Callable[[], T], attempts: int = 20) -> T:
+    """`read()` of the index at `path`, again while a writer moves it meanwhile (a merge that removes the
+    segments the commit just read names, a rewrite between its renames): an index that fails to read while no
+    writer moves it is damaged, and that error is raised."""
+    for attempt in range(attempts):
+        before = _state(path)
+        try:
+            return read()
+        except IndexFormatError:
+            after = _state(path)
+            if attempt == attempts - 1 or (after is not None and after == before):
+                raise
+        time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 class Snapshot:
     @classmethod
-    def latest(
-        cls, path: Path, manifest: Callable[[], dict], previous: Snapshot | None = None, attempts: int = 20
-    ) -> Snapshot:
-        """The snapshot of the latest commit. A writer may commit while it opens (a merge that removes the
-        segments the commit it read names, a rewrite that replaces the folder): then it opens the next commit.
-        An index that fails to open while no writer moves it is damaged: that error is raised."""
-        for attempt in range(attempts):
-            before = _state(path)
-            try:
-                return cls(path, manifest(), previous)
-            except IndexFormatError:
-                after = _state(path)
-                if attempt == attempts - 1 or (after is not None and after == before):
-                    raise
-            time.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+    def latest(cls, path: Path, manifest: Callable[[], dict], previous: Snapshot | None = None) -> Snapshot:
+        """The snapshot of the latest commit, opened again if a writer moved the index meanwhile."""
+        return while_moving(path, lambda: cls(path, manifest(), previous))
 
     def __init__(self, path: Path, static: dict, previous: Snapshot | None = None) -> None:
         self.path = path

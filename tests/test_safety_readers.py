@@ -175,3 +175,32 @@ def test_readers_follow_every_commit_under_load(tiny_model, tmp_path, server) ->
     assert not errors, f"{len(errors)} failed or stale answers, first: {errors[:3]}"
     assert answered[0] > 4 * len(ROUNDS), "the readers kept querying throughout"
     assert search.commit == http(base, "/health")["commit"] == search.manifest["commit"]
+
+
+def test_opening_while_a_merge_removes_the_segments_just_listed_opens_the_next_commit(
+    tiny_model, tmp_path, monkeypatch
+) -> None:
+    from legalsearch import search as search_module
+    from legalsearch import store
+
+    index, law = tmp_path / "idx", tmp_path / "laws" / f"{LAW}.txt"
+    law.parent.mkdir()
+    encoder = load_encoder(str(tiny_model))
+    law.write_text(wording(2), encoding="utf-8")
+    other = law.parent / "BOE-A-2099-8.txt"
+    other.write_text(wording(5).replace(LAW, "BOE-A-2099-8").replace("Ley 7/", "Ley 8/"), encoding="utf-8")
+    for source in (law, other):  # two segments
+        indexing.build([str(source)], index, encoder=encoder, max_tokens=96)
+    real_check_files = search_module.check_files
+    merged = []
+
+    def merge_first(path, manifest):  # a writer merges between the reader's listing and its opening the files
+        if not merged:
+            with store.WriterLock(path):
+                merged.append(store.compact(path))
+        return real_check_files(path, manifest)
+
+    monkeypatch.setattr(search_module, "check_files", merge_first)
+    search = LegalSearch.open(index, encoder=encoder)
+    assert merged[0] and merged[0]["merged"] == 2, "the segments listed were merged away before they were opened"
+    assert len(search.manifest["segments"]) == 1 and version_of(search.article(LAW, "1")["text"]) == 2
