@@ -46,6 +46,8 @@ def _state(path: Path) -> tuple[int, int] | None:
     """(inode of the catalogue, its last commit) now; None while there is none to read (a rewrite between its
     renames)."""
     database = path / DATABASE
+    if not segments.stays_inside(path, DATABASE):
+        return (-1, -1)  # a link leading out: never opened (`read_manifest` says the index is damaged)
     try:
         inode = os.stat(database).st_ino
         connection = connect(database)
