@@ -55,6 +55,9 @@ REPEALED_SQL = (
     "(a.status = 'derogado' OR l.status = 'derogada' "
     "OR (a.wording = '' AND a.version_until IS NOT NULL AND a.version_until <= date('now')))"
 )
+# The day a unit's wording came into force: its own date, else (a consolidated text without wording dates) the
+# law's entry into force or publication: an `as_of` day before the law existed finds none of its units.
+IN_FORCE_FROM_SQL = "COALESCE(a.version_date, l.fecha_vigencia, l.fecha_publicacion)"
 HYBRID_FUNNEL_ABOVE = 100_000  # chunks; see `retriever`
 PRIOR_POOL = 30  # articles each retriever ranks for the priors to reorder
 
@@ -75,13 +78,7 @@ def _index_errors(method):
         if getattr(self._pinned, "snapshot", None) is not None:  # called from a query: its snapshot already
             return method(self, *args, **kwargs)
         try:
-            self.refresh()
-            # the whole query reads one commit, whatever other threads' queries move the reader to meanwhile
-            self._pinned.snapshot = self._current
-            try:
-                return method(self, *args, **kwargs)
-            finally:
-                self._pinned.snapshot = None
+            return self._pinned_query(method, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(
                 f"{self.path / DATABASE}: unreadable database ({exc}); the index is damaged: rebuild it into a "
@@ -267,6 +264,23 @@ class LegalSearch:
     def commit(self) -> int:
         """The commit this reader serves (`legalsearch info`, `/health`)."""
         return self._snapshot.commit
+
+    def _pinned_query(self, method, *args, **kwargs):
+        """Run one query on one commit, whatever other threads' queries move the reader to meanwhile. A file of
+        that commit that vanished because a writer moved the index on (a merge removing a folder before the
+        snapshot held it) sends the query once more to the next commit; missing while nothing moved, it is an
+        error."""
+        for attempt in (1, 2):
+            self.refresh()
+            self._pinned.snapshot = snapshot = self._current
+            try:
+                return method(self, *args, **kwargs)
+            except FileNotFoundError:
+                if attempt == 2 or snapshot.is_current():
+                    raise
+            finally:
+                self._pinned.snapshot = None
+        raise AssertionError("unreachable")
 
     def refresh(self) -> bool:
         """Move to the latest commit if a writer made one since (cheap when none did: one stat, one query).
@@ -621,7 +635,8 @@ class LegalSearch:
         if filters.as_of:
             _check_date(filters.as_of)
             where.append(
-                "(a.version_date IS NULL OR a.version_date <= ?) AND (a.version_until IS NULL OR ? < a.version_until)"
+                f"({IN_FORCE_FROM_SQL} IS NULL OR {IN_FORCE_FROM_SQL} <= ?) "
+                "AND (a.version_until IS NULL OR ? < a.version_until)"
             )
             args += [filters.as_of, filters.as_of]
         else:
@@ -810,8 +825,8 @@ class LegalSearch:
         rows = (
             self._db()
             .execute(
-                f"SELECT a.*, l.title AS law_title, l.source_format, {REPEALED_SQL} AS repealed "
-                "FROM articles a JOIN laws l "
+                f"SELECT a.*, l.title AS law_title, l.source_format, {REPEALED_SQL} AS repealed, "
+                f"{IN_FORCE_FROM_SQL} AS in_force_from FROM articles a JOIN laws l "
                 "USING (boe_id) WHERE a.boe_id = ? AND a.article_id = ? "
                 "ORDER BY a.version_date IS NOT NULL, a.version_date",
                 (boe_id, article_id),
@@ -821,10 +836,11 @@ class LegalSearch:
         if as_of is None:
             chosen = [r for r in rows if r["wording"] == ""]
         else:
-            chosen = [r for r in rows if _in_force(r["version_date"], r["version_until"], as_of)]
+            chosen = [r for r in rows if _in_force(r["in_force_from"], r["version_until"], as_of)]
         if not chosen:
             return None
         data = dict(chosen[0])
+        del data["in_force_from"]  # the lookup's own column, not the unit's
         data["path"], data["notes"] = json.loads(data["path"]), json.loads(data["notes"])
         data["wordings"] = [
             {"version_date": r["version_date"], "version_until": r["version_until"],

@@ -67,7 +67,7 @@ def while_moving(path: Path, read: Callable[[], T], attempts: int = 20) -> T:
         before = _state(path)
         try:
             return read()
-        except IndexFormatError:
+        except (IndexFormatError, FileNotFoundError):  # a file of the commit it read removed by a writer since
             after = _state(path)
             if attempt == attempts - 1 or (after is not None and after == before):
                 raise

@@ -344,3 +344,23 @@ def test_an_old_format_index_is_upgraded_by_indexing_again_without_embedding(ind
     assert [h.to_dict() for h in upgraded.search("vacaciones anuales", k=5, mode="hybrid")] == [
         h.to_dict() for h in before
     ]
+
+
+def test_a_day_before_a_law_came_into_force_finds_none_of_its_units(tmp_path, encoder) -> None:
+    """A consolidated text without wording dates (HTML, PDF, Markdown) holds the law as it stands: a day before
+    the law came into force finds none of its units, in searches and in article lookups."""
+    source = tmp_path / "BOE-A-2099-77.md"
+    source.write_text(
+        "---\nboe_id: BOE-A-2099-77\ntitle: Ley 77/2099, de pruebas\nentry_into_force: 2099-03-01\n---\n"
+        "# Ley 77/2099, de pruebas\n\n## Artículo 1. Objeto.\n\nTexto de la ley de pruebas sobre fianzas.\n",
+        encoding="utf-8",
+    )
+    target = tmp_path / "idx"
+    indexing.build([str(source)], target, encoder=encoder)
+    search = LegalSearch.open(target, encoder=encoder)
+    assert search.law("BOE-A-2099-77")["fecha_vigencia"] == "2099-03-01"
+    for mode in ("dense", "lexical", "hybrid"):
+        assert search.search("fianzas", k=5, mode=mode, filters=Filters(as_of="2099-02-28")) == [], mode
+        assert search.search("fianzas", k=5, mode=mode, filters=Filters(as_of="2099-03-01")), mode
+    assert search.article("BOE-A-2099-77", "a1", as_of="2099-02-28") is None
+    assert search.article("BOE-A-2099-77", "a1", as_of="2099-03-01")["text"].startswith("Texto de la ley")
