@@ -119,6 +119,14 @@ def laws_dir(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def encoder(tiny_model: Path):
+    """The tiny model loaded once per test module."""
+    from legalsearch.embedding import load_encoder
+
+    return load_encoder(str(tiny_model))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models"))

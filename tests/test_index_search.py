@@ -18,7 +18,7 @@ import pytest
 
 from legalsearch import indexing
 from legalsearch.chunking import chunk_law
-from legalsearch.embedding import load_encoder, matryoshka
+from legalsearch.embedding import matryoshka
 from legalsearch.errors import IndexFormatError, ModelError, QueryError
 from legalsearch.ranking import Priors
 from legalsearch.search import LegalSearch
@@ -57,11 +57,6 @@ def long_article_law(paragraphs: int = 40) -> str:
         if i % 5 == 0:
             lines += ["a) Primer supuesto.", "b) Segundo supuesto."]
     return "\n".join([*lines, "Artículo 2. Otro.", "Breve.", ""])
-
-
-@pytest.fixture(scope="module")
-def encoder(tiny_model):
-    return load_encoder(str(tiny_model))
 
 
 def test_long_articles_split_at_apartados_with_a_context_header(encoder) -> None:

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from legalsearch import indexing
 from legalsearch.cli import app
-from legalsearch.embedding import load_encoder
 from legalsearch.search import LegalSearch
 
 from .test_index_search import LAW_A, LAW_B
@@ -32,11 +31,6 @@ Los plazos señalados por días se entienden hábiles.
 """
 TEXTS = {"BOE-A-2099-1": LAW_A, "BOE-A-2099-2": LAW_B, "BOE-A-2099-4": LAW_C, "BOE-A-2099-5": LAW_D}
 WITHHELD = "could not be read; --replace removed nothing"
-
-
-@pytest.fixture(scope="module")
-def encoder(tiny_model):
-    return load_encoder(str(tiny_model))
 
 
 @pytest.fixture(scope="module")

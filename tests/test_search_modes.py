@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from legalsearch import indexing, store
 from legalsearch.cli import app
-from legalsearch.embedding import load_encoder, matryoshka
+from legalsearch.embedding import matryoshka
 from legalsearch.errors import QueryError
 from legalsearch.retrievers import RRF_K
 from legalsearch.search import SEARCH_MODES, Filters, LegalSearch
@@ -28,11 +28,6 @@ REPEALED = METADATA.replace(
 )
 REPEALED = REPEALED.replace(b"BOE-A-2099-1", b"BOE-A-2099-9").replace(b"Ley 1/2099", b"Ley 9/2099")
 API_LAW = METADATA.replace(b"</data></response>", b"") + TEXTO.split(b"<data>", 1)[1]
-
-
-@pytest.fixture(scope="module")
-def encoder(tiny_model):
-    return load_encoder(str(tiny_model))
 
 
 @pytest.fixture(scope="module")

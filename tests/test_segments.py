@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from legalsearch import indexing, store
 from legalsearch.cli import app
-from legalsearch.embedding import load_encoder
 from legalsearch.ranking import Priors
 from legalsearch.search import SEARCH_MODES, LegalSearch
 
@@ -30,11 +29,6 @@ La garantía adicional podrá pactarse libremente por las partes.
 Artículo 2. Depósito.
 A la celebración del contrato se depositará la fianza en metálico en el organismo autonómico.
 """
-
-
-@pytest.fixture(scope="module")
-def encoder(tiny_model):
-    return load_encoder(str(tiny_model))
 
 
 @pytest.fixture

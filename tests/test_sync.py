@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from legalsearch import store
 from legalsearch import sync as sync_module
 from legalsearch.cli import app
-from legalsearch.embedding import load_encoder
 from legalsearch.search import Filters, LegalSearch
 from legalsearch.sources.fetch import BOEClient
 from legalsearch.standin import StandIn, synthetic_norms
@@ -26,11 +25,6 @@ from legalsearch.standin import StandIn, synthetic_norms
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "corpora" / "sample" / "boe-api"
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def encoder(tiny_model):
-    return load_encoder(str(tiny_model))
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 from legalsearch import store
 from legalsearch import sync as sync_module
 from legalsearch.cli import app
-from legalsearch.embedding import load_encoder
 from legalsearch.errors import FetchError, UsageError
 from legalsearch.search import LegalSearch
 from legalsearch.sources.fetch import BOEClient, retry_after
@@ -29,11 +28,6 @@ from tests.test_sync import REPO, client, fetched, laws, run
 runner = CliRunner()
 NORM_PATH = "/datosabiertos/api/legislacion-consolidada/id/"
 LISTING_PATH = "/datosabiertos/api/legislacion-consolidada"
-
-
-@pytest.fixture(scope="module")
-def encoder(tiny_model):
-    return load_encoder(str(tiny_model))
 
 
 @pytest.fixture

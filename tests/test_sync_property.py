@@ -9,12 +9,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from legalsearch import sync as sync_module
-from legalsearch.embedding import load_encoder
 from legalsearch.search import LegalSearch
 from legalsearch.sources.fetch import BOEClient
 from legalsearch.standin import LISTING_FAULTS, StandIn, synthetic_norms
@@ -35,11 +33,6 @@ faults = st.fixed_dictionaries({
 })  # fmt: skip
 changes = st.fixed_dictionaries({"delete": picks, "update": picks, "add": st.integers(0, 2)})
 rounds = st.lists(st.tuples(changes, faults, st.booleans()), min_size=1, max_size=3)
-
-
-@pytest.fixture(scope="module")
-def encoder(tiny_model):
-    return load_encoder(str(tiny_model))
 
 
 class World:
