@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .sources.structure import _SUFFIX, fold, parse_heading
+from .folding import fold
+from .sources.structure import _SUFFIX, parse_heading
 
 # Abbreviations lawyers use, folded; each maps to the law's BOE id.
 ALIASES: dict[str, str] = {

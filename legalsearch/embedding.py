@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import ModelError
+from .matryoshka import FUNNEL_DIMS, dims_for, matryoshka  # noqa: F401 (re-exported)
 from .quiet import quiet_third_party
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "dariolopez/bge-m3-es-legal-tmp-3"
 # Dims the legal model was trained at (MatryoshkaLoss); other models get the ones that fit them.
 MATRYOSHKA_DIMS = (1024, 768, 512, 256, 128, 64)
-FUNNEL_DIMS = (128, 64)  # built by default beside the full dim: the funnel's shortlist dims
 
 
 # Backends and the precisions each runs (sentence-transformers' backends; onnx/openvino via optimum).
@@ -58,26 +58,6 @@ EXPORT_STEPS = {
 
 def default_model() -> str:
     return os.environ.get("LEGALSEARCH_MODEL", DEFAULT_MODEL)
-
-
-def matryoshka(vectors: np.ndarray, dim: int) -> np.ndarray:
-    """First `dim` components of each row, re-normalised to unit length (float32)."""
-    prefix = np.asarray(vectors[:, :dim], dtype=np.float32)
-    norms = np.linalg.norm(prefix, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return prefix / norms
-
-
-def dims_for(full_dim: int, requested: Sequence[int] | None = None) -> list[int]:
-    """The Matryoshka dims to build FAISS files for, for a model of `full_dim`: the requested ones (checked), or
-    the full dim and the small dims the funnel shortlists at (128 and 64, where they fit). Other dims cost a
-    FAISS copy of every vector each, so they are built when asked for (`--dims`)."""
-    if requested:
-        bad = [d for d in requested if d <= 0 or d > full_dim]
-        if bad:
-            raise ModelError(f"dims {bad} do not fit a {full_dim}-dimensional model (use 1…{full_dim})")
-        return sorted(set(requested), reverse=True)
-    return sorted({full_dim, *(d for d in FUNNEL_DIMS if d < full_dim)}, reverse=True)
 
 
 def _local_revision(folder: Path) -> str:

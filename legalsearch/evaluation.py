@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import Encoder, matryoshka
+from .embedding import Encoder
 from .errors import LegalSearchError
+from .matryoshka import matryoshka
 from .sources.structure import parse_heading
 
 ACCURACY_K = (1, 3, 5, 10)

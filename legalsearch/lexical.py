@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IndexFormatError
-from .sources.structure import fold
+from .folding import fold
 
 FOLDER = "bm25"
 TOKEN_PATTERN = r"(?u)\b\w+\b"  # keep one-letter and number tokens: "a)", "24", "1902" matter in law

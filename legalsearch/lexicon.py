@@ -8,7 +8,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from .sources.structure import fold
+from .folding import fold
 
 LEXICON_FILE = Path(__file__).resolve().parent / "data" / "lexicon.tsv"
 

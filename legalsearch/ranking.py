@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
-from .sources.structure import fold
+from .folding import fold
 
 NON_OPERATIVE = ("disposicion_transitoria", "disposicion_derogatoria", "disposicion_final", "preambulo", "anexo")
 ASKS_FOR_THEM = re.compile(

@@ -28,9 +28,9 @@ import numpy as np
 
 from .embedding import Encoder, models_home
 from .files import write_atomic
+from .folding import fold
 from .lexical import TOKEN_PATTERN, stem, stems, stopwords
 from .lexicon import entries
-from .sources.structure import fold
 
 GOOD = 0.5  # relevance from which a hit counts as a good match
 MARGIN = 0.05  # cosine above the nonsense floor where dense evidence reaches GOOD

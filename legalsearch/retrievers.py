@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .embedding import matryoshka
 from .lexicon import expansion
+from .matryoshka import matryoshka
 from .snapshot import Snapshot
 
 Ranked = list[list[tuple[int, float, int]]]  # per query: (article key, score, best chunk row), best first

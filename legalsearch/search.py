@@ -19,7 +19,7 @@ import numpy as np
 
 from .citations import find_citation, law_id, named_day, named_law, range_holds, short_name, unit_id
 from .dates import check_day
-from .documents import ARTICLE_KINDS, law_label
+from .documents import law_label
 from .embedding import (
     Encoder,
     check_requested_runtime,
@@ -27,7 +27,10 @@ from .embedding import (
     load_cross_encoder,
 )
 from .errors import IndexFormatError, ModelError, QueryError, UsageError
+from .filters import KIND_GROUPS, Filters  # noqa: F401 (re-exported)
+from .folding import fold
 from .indexing import same_model
+from .modes import SEARCH_MODES
 from .query_encoder import load_query_encoder
 from .quiet import quiet_third_party
 from .ranking import SAMPLE as PRIOR_SAMPLE
@@ -36,19 +39,11 @@ from .ranking import apply as apply_priors
 from .relevance import GOOD, MARGIN, NONSENSE, dense_evidence, lexical_evidence, probe_vectors, question_words
 from .retrievers import Dense, Funnel, Hybrid, Lexical, Retriever, View
 from .snapshot import Snapshot, while_moving
-from .sources.structure import fold
 from .store import DATABASE, check_files, damaged, read_manifest
 from .wordings import Wording, law_url, norma_url, word_diff
 
 MAX_QUERY_CHARS = 4000
 MAX_K = 1000
-SEARCH_MODES = ("dense", "funnel", "lexical", "hybrid")
-KIND_GROUPS = {
-    "articulos": ("articulo",),
-    "disposiciones": (
-        "disposicion_adicional", "disposicion_transitoria", "disposicion_derogatoria", "disposicion_final",
-    ),
-}  # fmt: skip
 # A unit counts as repealed when the BOE marks it so, when its whole law is repealed, or when the wording in force
 # reached its end date (fecha_caducidad) after the index was built. Needs `a` (articles) and `l` (laws).
 REPEALED_SQL = (
@@ -112,39 +107,6 @@ class _PerSnapshot:
 
     def __set__(self, search, value) -> None:
         search._snapshot.memo[self.name] = value
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Restrictions applied before the top-k cut. Empty tuples mean no restriction.
-
-    `kinds` takes unit kinds (`articulo`, `disposicion_final` …) or the groups `articulos` / `disposiciones`;
-    `vigentes` leaves out laws known to be repealed; `as_of` (ISO date) searches the wordings in force that day:
-    where the index holds earlier wordings (`index --history`), each unit as it read then; units whose wording
-    came into force later are left out. Without `as_of`, the wordings in force."""
-
-    laws: tuple[str, ...] = ()
-    rangos: tuple[str, ...] = ()
-    kinds: tuple[str, ...] = ()
-    vigentes: bool = False
-    as_of: str | None = None
-    materias: tuple[str, ...] = ()  # the BOE's subject headings (análisis), any of them
-
-    @property
-    def active(self) -> bool:
-        return bool(self.laws or self.rangos or self.kinds or self.vigentes or self.as_of or self.materias)
-
-    def unit_kinds(self) -> tuple[str, ...]:
-        kinds: list[str] = []
-        for kind in self.kinds:
-            if kind in KIND_GROUPS:
-                kinds.extend(KIND_GROUPS[kind])
-            elif kind in ARTICLE_KINDS:
-                kinds.append(kind)
-            else:
-                valid = ", ".join([*KIND_GROUPS, *ARTICLE_KINDS])
-                raise QueryError(f"unknown kind {kind!r}; choose among {valid}")
-        return tuple(kinds)
 
 
 def cite(unit: dict) -> str:

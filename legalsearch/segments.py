@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from . import lexical
-from .embedding import matryoshka
 from .errors import IndexFormatError
 from .files import fsync_dir, fsync_tree, sha256_file
+from .matryoshka import matryoshka
 
 FOLDER = "segments"
 SEGMENT_MANIFEST = "segment.json"

@@ -21,8 +21,8 @@ from typing import TypeVar
 import numpy as np
 
 from . import lexical, segments
-from .embedding import matryoshka
 from .errors import IndexFormatError
+from .matryoshka import matryoshka
 from .store import DATABASE, catalogue_facts, connect, damaged, gather, layout_of
 
 T = TypeVar("T")

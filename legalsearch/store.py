@@ -35,6 +35,7 @@ from . import __version__, lexical, segments
 from .documents import Article, Chunk, Law
 from .errors import IndexFormatError, LegalSearchError, TargetError
 from .files import fsync_tree, full_disk, is_full, is_read_only, read_only, sha256_file, storage_errors, write_atomic
+from .modes import SEARCH_MODES
 from .segments import BUILDING_MARKER, FAISS_KINDS, QUANTIZATIONS, Layout, damaged
 from .sources.structure import is_repealed
 
@@ -360,9 +361,6 @@ def _manifest_problem(manifest: object) -> str | None:
         if name.startswith(("/", "..")) or ".." in Path(name).parts:
             return f"'files' entry {name!r} points outside the index"
     return None
-
-
-SEARCH_MODES = ("dense", "funnel", "lexical", "hybrid")  # search.SEARCH_MODES
 
 
 def _number(value: object, low: float = 0.0) -> bool:

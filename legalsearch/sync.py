@@ -46,9 +46,9 @@ from pathlib import Path
 from . import indexing, store
 from .embedding import load_encoder
 from .errors import FetchError, ParseError, UsageError
+from .folding import fold
 from .sources import read_id_list
 from .sources.fetch import BOEClient, NotFound
-from .sources.structure import fold
 from .sync_listing import Listing, list_catalogue
 
 AMBITOS = {"estatal": ("1",), "autonomico": ("2",), "todo": ("1", "2")}

@@ -8,11 +8,11 @@ the law's structure rules in one place is what makes the same law give the same 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ..documents import Article, ArticleKind, article_url
+from ..folding import fold
 
 Role = Literal[
     "heading",  # an article / disposición heading ("Artículo 14.", "Disposición adicional primera.", "Primera.")
@@ -52,12 +52,6 @@ class Block:
 def clean_text(text: str) -> str:
     """Collapse whitespace (NBSP, U+2002/U+2003 included) and trim; keep the characters themselves."""
     return re.sub(r"\s+", " ", text.replace("\u00ad", "")).strip()
-
-
-def fold(text: str) -> str:
-    """Lower-case and strip accents: the key used to compare Spanish words."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 # --- ordinals -------------------------------------------------------------------------------------------
