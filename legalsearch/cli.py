@@ -982,6 +982,10 @@ def calibrate(
     out.print(f"{search.path}: default search is now {chosen}")
 
 
+# Commands kept in modules of their own register on `app` here (one line each).
+# (publish, keygen: cli_publish.py · pull, detach: cli_pull.py)
+
+
 def main() -> None:
     if not os.environ.get("LEGALSEARCH_DEBUG"):
         warnings.simplefilter("ignore")  # third-party warnings never reach the user; our own errors are lines
