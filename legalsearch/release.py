@@ -1,0 +1,510 @@
+"""The release format (docs/releases.md): a signed manifest, full releases and deltas as plain files, and what a
+follower does with them once downloaded and verified.
+
+    release.json          {"signed": {...}, "signatures": [{"algorithm": "ed25519", "keyid", "signature"}]}
+    full-<seq>/           index.json, catalogue.sqlite.gz, vectors-NNN.f16.npy
+    delta-<seq>/          changes.sqlite.gz, vectors-NNN.f16.npy
+
+What pull.py calls: `load_trusted_key`, `verify` (signature), `parse` (shape), `check_fresh` (expiry),
+`check_not_older` (rollback), `check_files` (sizes and sha256), `plan_steps` (which parts to fetch),
+`held_release` (what an index holds), `install_full` (a full release → an index folder), `apply_delta` (one
+delta → one commit), `check_probes` (the local model against the published vectors). Signing and key files are
+the `cryptography` package's Ed25519; nothing here is hand-made cryptography. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import gzip
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LegalSearchError
+from .files import sha256_file
+
+FORMAT = "legalsearch-release"
+FORMAT_VERSION = 1
+PART_FORMAT = "legalsearch-release-part"
+MANIFEST = "release.json"
+PART_MANIFEST = "part.json"
+INDEX_MANIFEST = "index.json"
+CATALOGUE = "catalogue.sqlite.gz"
+CHANGES = "changes.sqlite.gz"
+PART_ROWS = 1 << 17  # rows per vectors file: 256 MB at 1024 dims (float16)
+PROBE_COSINE = 0.99  # a local model must give each probe text at least this cosine with the published vector
+PROBES = 5
+PULLED = "CREATE TABLE IF NOT EXISTS pulled (id INTEGER PRIMARY KEY, series TEXT NOT NULL, sequence INTEGER NOT NULL, at TEXT NOT NULL, manifest_sha256 TEXT NOT NULL)"  # noqa: E501 (the follower's log of release steps)
+
+# The catalogue part: what a follower cannot rebuild (docs/releases.md, "The catalogue part").
+PART_SCHEMA = """
+CREATE TABLE chunks (
+    row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL, boe_id TEXT NOT NULL, article_id TEXT NOT NULL,
+    wording TEXT NOT NULL, part INTEGER NOT NULL, body_start INTEGER, body_end INTEGER, text TEXT
+);
+CREATE TABLE digests (boe_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
+CREATE TABLE sources (label TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE removed (boe_id TEXT PRIMARY KEY);
+"""  # laws and articles: created from the index's own tables (their columns, but articles' `id`)
+
+
+class ReleaseError(LegalSearchError):
+    """A release that cannot be used: unsigned, tampered, stale, rolled back, damaged or of another format."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One part a follower fetches and applies: a full release or a delta, its folder in OUT and its files."""
+
+    kind: str  # "full" or "delta"
+    path: str  # the part's folder, relative to the release root ("" for an empty delta)
+    sequence: int  # the state the index holds once the step is applied
+    files: dict  # relative path → {"bytes", "sha256"}
+    bytes: int
+
+
+# --- canonical JSON and signatures --------------------------------------------------------------------------
+
+
+def canonical(signed: dict) -> bytes:
+    """The bytes a signature covers: sorted keys, no spaces, UTF-8."""
+    return json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def keyid(public_key) -> str:
+    """The first 16 hex digits of sha256 of the raw 32-byte public key."""
+    from cryptography.hazmat.primitives import serialization
+
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def generate_key(path: Path) -> str:
+    """Write a new Ed25519 private key to `path` (PKCS#8 PEM, mode 0600, created exclusively: an existing file is
+    refused) and its public key to `path`.pub; the key id."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = Path(path)
+    public_path = Path(f"{path}.pub")
+    for target in (path, public_path):
+        if target.exists() or target.is_symlink():
+            raise ReleaseError(f"{target}: already exists; legalsearch never overwrites a key: choose another KEY")
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(private)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    try:
+        with open(public_path, "xb") as f:
+            f.write(public)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return keyid(key.public_key())
+
+
+def load_private_key(path: Path):
+    """The Ed25519 private key in `path` (PKCS#8 PEM, as `keygen` writes it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except OSError as exc:
+        raise ReleaseError(
+            f"{path}: cannot read the key ({exc.strerror}); give the KEY `legalsearch keygen` wrote"
+        ) from None
+    except (ValueError, TypeError):
+        raise ReleaseError(
+            f"{path}: not an unencrypted PEM private key; make one with `legalsearch keygen KEY`"
+        ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ReleaseError(f"{path}: not an Ed25519 key; make one with `legalsearch keygen KEY`")
+    return key
+
+
+def load_trusted_key(path: Path):
+    """The Ed25519 public key in `path` (SubjectPublicKeyInfo PEM, as `keygen` writes KEY.pub)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except OSError as exc:
+        raise ReleaseError(f"{path}: cannot read the key ({exc.strerror}); give the KEY.pub of the publisher") from None
+    except (ValueError, TypeError):
+        raise ReleaseError(f"{path}: not a PEM public key; give the KEY.pub `legalsearch keygen` wrote") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ReleaseError(f"{path}: not an Ed25519 public key; give the KEY.pub `legalsearch keygen` wrote")
+    return key
+
+
+def public_key_pem(public_key) -> str:
+    """A public key as PEM text (to record the keys trusted at a first pull)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(
+        "ascii"
+    )
+
+
+def public_key_from_pem(text: str):
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_public_key(text.encode("ascii"))
+
+
+def sign(signed: dict, private_key) -> bytes:
+    """The manifest file's bytes: `signed` and its Ed25519 signature over `canonical(signed)`."""
+    signature = private_key.sign(canonical(signed))
+    envelope = {
+        "signed": signed,
+        "signatures": [
+            {
+                "algorithm": "ed25519",
+                "keyid": keyid(private_key.public_key()),
+                "signature": base64.b64encode(signature).decode("ascii"),
+            }
+        ],
+    }
+    return (json.dumps(envelope, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
+def verify(data: bytes, trusted: list, source: str = MANIFEST) -> dict:
+    """The `signed` part of a manifest file's bytes once a signature by one of the `trusted` public keys checks,
+    parsed (`parse`). One line (`ReleaseError`) for an unreadable, unsigned, unknown-key or tampered manifest."""
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        envelope = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ReleaseError(f"{source}: not a release manifest (not JSON); check the URL") from None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("signed"), dict):
+        raise ReleaseError(f"{source}: not a release manifest (no 'signed' object); check the URL")
+    signatures = envelope.get("signatures")
+    if not isinstance(signatures, list) or not signatures:
+        raise ReleaseError(f"{source}: the manifest is unsigned; refusing it (publish with --key)")
+    body = canonical(envelope["signed"])
+    by_id = {keyid(k): k for k in trusted}
+    known = False
+    for entry in signatures:
+        if not isinstance(entry, dict) or entry.get("algorithm") != "ed25519":
+            continue
+        key = by_id.get(entry.get("keyid"))
+        if key is None:
+            continue
+        known = True
+        try:
+            key.verify(base64.b64decode(str(entry.get("signature", "")), validate=True), body)
+        except (InvalidSignature, ValueError):
+            continue
+        return parse(envelope["signed"], source)
+    if not known:
+        ids = ", ".join(str(e.get("keyid"))[:16] for e in signatures if isinstance(e, dict))
+        raise ReleaseError(
+            f"{source}: signed by a key not trusted here ({ids}); pass the publisher's KEY.pub to --trust"
+        )
+    raise ReleaseError(
+        f"{source}: the signature does not match the manifest: it was changed after signing; refusing it"
+    )
+
+
+# --- the manifest's shape and the checks a follower makes ---------------------------------------------------
+
+
+def _files_problem(files: object, prefix: str) -> str | None:
+    if not isinstance(files, dict):
+        return "'files' is not an object"
+    for name, meta in files.items():
+        parts = name.split("/") if isinstance(name, str) else []
+        if not parts or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+            return f"file {str(name)[:80]!r} is not a plain relative path"
+        if prefix and parts[0] != prefix:
+            return f"file {name!r} is outside its part {prefix!r}"
+        if not isinstance(meta, dict) or not _count(meta.get("bytes")) or not _sha256(meta.get("sha256")):
+            return f"file {name!r} lacks bytes or sha256"
+    return None
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _part_problem(part: object, what: str) -> str | None:
+    if not isinstance(part, dict):
+        return f"'{what}' is not an object"
+    if not isinstance(part.get("path"), str) or not _count(part.get("bytes")):
+        return f"'{what}' lacks its path or bytes"
+    return _files_problem(part.get("files"), part["path"])
+
+
+def manifest_problem(signed: object) -> str | None:
+    """What is wrong with the shape of a manifest's `signed` part (None: nothing)."""
+    if not isinstance(signed, dict):
+        return "not an object"
+    if signed.get("format") != FORMAT:
+        return f"'format' is not {FORMAT!r}"
+    if signed.get("format_version") != FORMAT_VERSION:
+        return f"format version {signed.get('format_version')!r}; this legalsearch reads {FORMAT_VERSION}: upgrade it"
+    expected = {"series": str, "sequence": int, "created": str, "expires": str, "fingerprint": dict, "index": dict,
+                "counts": dict, "full": dict, "deltas": list, "probes": list}  # fmt: skip
+    for key, kind in expected.items():
+        if not isinstance(signed.get(key), kind) or isinstance(signed.get(key), bool):
+            return f"{key!r} is missing or not {kind.__name__}"
+    for key in ("created", "expires"):
+        if _time(signed[key]) is None:
+            return f"{key!r} is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)"
+    full = signed["full"]
+    problem = _part_problem(full, "full")
+    if problem or not _count(full.get("sequence")) or full["sequence"] > signed["sequence"]:
+        return problem or "'full' lacks a sequence at or before the manifest's"
+    previous = None
+    for delta in signed["deltas"]:
+        problem = _part_problem(delta, "delta") if delta.get("files") or not isinstance(delta, dict) else None
+        if problem or not _count(delta.get("from")) or delta.get("to") != delta.get("from", -2) + 1:
+            return problem or "a delta lacks from/to (to = from + 1)"
+        if previous is not None and delta["from"] != previous:
+            return "the deltas do not follow one another"
+        previous = delta["to"]
+    if previous is not None and previous != signed["sequence"]:
+        return "the last delta does not end at the manifest's sequence"
+    for probe in signed["probes"]:
+        if (
+            not isinstance(probe, dict)
+            or not isinstance(probe.get("text"), str)
+            or not isinstance(probe.get("vector"), str)
+        ):
+            return "a probe lacks its text or vector"
+    return None
+
+
+def parse(signed: object, source: str = MANIFEST) -> dict:
+    """`signed` checked for the shape this code reads (one line otherwise)."""
+    problem = manifest_problem(signed)
+    if problem:
+        raise ReleaseError(f"{source}: not a release this legalsearch can read ({problem})")
+    return signed
+
+
+def _time(text: object) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+
+
+def utc(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_fresh(signed: dict, now: datetime.datetime | None = None, source: str = MANIFEST) -> None:
+    """Refuse a manifest past its expiry (a frozen mirror serving an old release forever)."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    if _time(signed["expires"]) <= now:
+        raise ReleaseError(
+            f"{source}: the release expired on {signed['expires']} (a stale or frozen mirror); nothing was changed: "
+            "ask the publisher to publish again"
+        )
+
+
+def check_not_older(signed: dict, held: dict | None, source: str = MANIFEST) -> None:
+    """Refuse a release of another series, or older than the one the index holds (`held_release`)."""
+    if held is None:
+        return
+    if held["series"] != signed["series"]:
+        raise ReleaseError(
+            f"{source}: a release of another series ({signed['series'][:12]}) than the index follows "
+            f"({held['series'][:12]}); nothing was changed: pull into another --index"
+        )
+    if signed["sequence"] < held["sequence"]:
+        raise ReleaseError(
+            f"{source}: release {signed['sequence']} is older than release {held['sequence']} the index holds "
+            "(a rollback); nothing was changed"
+        )
+
+
+def check_files(root: Path, files: dict) -> None:
+    """Every file of `files` (path → bytes, sha256) under `root` has its size and sha256 (one line naming the
+    first that does not)."""
+    for name, meta in files.items():
+        path = root / name
+        if not path.is_file():
+            raise ReleaseError(f"{path}: missing from the release; nothing was changed: pull again")
+        size = path.stat().st_size
+        if size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
+            raise ReleaseError(
+                f"{name}: its sha256 differs from the signed manifest's (damaged or tampered); nothing was changed"
+            )
+
+
+def plan_steps(signed: dict, held: dict | None) -> list[Step]:
+    """What a follower holding `held` (None: nothing) fetches and applies, in order: the deltas after its
+    sequence when the manifest keeps an unbroken chain of them, else the full release and the deltas after it.
+    Empty when it holds the newest."""
+    deltas = {d["from"]: d for d in signed["deltas"]}
+
+    def chain(start: int) -> list[Step] | None:
+        steps, at = [], start
+        while at < signed["sequence"]:
+            delta = deltas.get(at)
+            if delta is None:
+                return None
+            steps.append(
+                Step("delta", delta.get("path", ""), delta["to"], delta.get("files", {}), delta.get("bytes", 0))
+            )
+            at = delta["to"]
+        return steps
+
+    if held is not None and held["series"] == signed["series"]:
+        steps = chain(held["sequence"])
+        if steps is not None:
+            return steps
+    full = signed["full"]
+    rest = chain(full["sequence"])
+    if rest is None:
+        raise ReleaseError("the manifest's deltas do not lead from its full release to its sequence")
+    return [Step("full", full["path"], full["sequence"], full["files"], full["bytes"]), *rest]
+
+
+# --- what an index holds --------------------------------------------------------------------------------------
+
+
+def held_release(index: Path) -> dict | None:
+    """The release step an index last applied: {"series", "sequence", "at", "manifest_sha256"}; None for an index
+    that was never pulled."""
+    from . import store
+
+    database = Path(index) / store.DATABASE
+    if not database.is_file():
+        return None
+    connection = store.connect(database)
+    try:
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "pulled" not in tables:
+            return None
+        row = connection.execute(
+            "SELECT series, sequence, at, manifest_sha256 FROM pulled ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        connection.close()
+    return dict(row) if row else None
+
+
+# --- probes --------------------------------------------------------------------------------------------------
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f2").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f2").astype(np.float32)
+
+
+def check_probes(
+    signed: dict, embed: Callable[[list[str]], np.ndarray], threshold: float = PROBE_COSINE
+) -> list[float]:
+    """Embed the probe texts with `embed` (texts → full-dim vectors, the local model) and compare with the
+    published vectors; the cosines. One line when any is under `threshold` (another model, revision, pooling or a
+    runtime that computes differently): dense answers would not be the publisher's."""
+    probes = signed["probes"]
+    if not probes:
+        return []
+    local = np.asarray(embed([p["text"] for p in probes]), dtype=np.float32)
+    published = np.stack([decode_vector(p["vector"]) for p in probes])
+    if local.shape != published.shape:
+        raise ReleaseError(
+            f"the local model gives {local.shape[1]}-dim vectors, the release's are {published.shape[1]}-dim; use "
+            f"the release's model ({signed['fingerprint'].get('id')})"
+        )
+    norms = np.linalg.norm(local, axis=1) * np.linalg.norm(published, axis=1)
+    cosines = [float(c) for c in np.sum(local * published, axis=1) / np.maximum(norms, 1e-12)]
+    worst = min(cosines)
+    if worst < threshold:
+        raise ReleaseError(
+            f"the local model's vectors differ from the release's (probe cosine {worst:.3f} < {threshold}): not "
+            f"the model {signed['fingerprint'].get('id')} at revision {signed['fingerprint'].get('revision')} "
+            f"({signed['fingerprint'].get('runtime')}); dense searches would not match the publisher's"
+        )
+    return cosines
+
+
+# --- gzip'd SQLite parts --------------------------------------------------------------------------------------
+
+
+def gzip_file(source: Path, target: Path) -> None:
+    """`target` = gzip of `source`, streamed (mtime 0: the same bytes give the same file)."""
+    with open(source, "rb") as src, open(target, "wb") as raw:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+def gunzip_file(source: Path, target: Path) -> None:
+    try:
+        with gzip.open(source, "rb") as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    except (OSError, EOFError) as exc:
+        raise ReleaseError(f"{source}: not a readable gzip file ({exc}); pull again") from None
+
+
+def vector_files(rows: int) -> list[str]:
+    """The names of the vectors files of a part of `rows` rows."""
+    return [f"vectors-{i:03d}.f16.npy" for i in range((rows + PART_ROWS - 1) // PART_ROWS)]
+
+
+def read_vector_parts(folder: Path, rows: int, full_dim: int) -> Iterator[np.ndarray]:
+    """The part's vectors, one file at a time (memory-mapped), checked for shape and dtype."""
+    from .segments import check_npy
+
+    for i, name in enumerate(vector_files(rows)):
+        expected = min(PART_ROWS, rows - i * PART_ROWS)
+        yield check_npy(folder / name, (expected, full_dim), np.float16)
+
+
+# --- a follower: installing a full release, applying a delta -------------------------------------------------
+
+
+def install_full(part: Path, signed: dict, index: Path, manifest_sha256: str = "", on_step=None) -> dict:
+    """Make `index` a complete index from a downloaded, verified full release folder `part` (the manifest's
+    `full` part, its files checked with `check_files`): the catalogue rebuilt from the catalogue part (chunk texts
+    rebuilt from their units, checked against the publisher's law digests), one segment per vectors file (FAISS
+    files and BM25 postings built here), written into a sibling folder and renamed into place like a rewrite
+    (a previous index at `index` is replaced only once the new one is whole). Records the release step
+    (`held_release`). Takes the index's writer lock. Returns the index's manifest as read back."""
+    raise NotImplementedError  # being written (issue 24): the signature is final
+
+
+def apply_delta(index: Path, part: Path, signed: dict, step_to: int, manifest_sha256: str = "", on_step=None) -> dict:
+    """Apply one downloaded, verified delta folder `part` (the delta of the manifest whose `to` is `step_to`) to
+    `index` as one commit: a new segment (shipped vectors, FAISS and BM25 built here) renamed into
+    `segments/`, then one SQLite transaction that removes the `removed` laws' rows (their chunks' rows marked
+    deleted), inserts the shipped rows (texts rebuilt, checked against the law digests), records the release
+    step and logs a `pull` commit; readers and `serve` move to it like after any update. The index must hold the
+    delta's `from` sequence of the same series (else `ReleaseError`, nothing changed). An empty delta only
+    records the step. Takes the index's writer lock; merges segments afterwards as updates do. Returns the
+    index's manifest as read back."""
+    raise NotImplementedError  # being written (issue 24): the signature is final
