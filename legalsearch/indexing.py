@@ -363,6 +363,9 @@ def build(
     options.check()
     started = time.perf_counter()
     index = Path(index)
+    from .pull import refuse_if_following
+
+    refuse_if_following(index)  # an index that follows a publisher is written by `pull` only (or detached)
     report = IndexReport(index)
     tick = progress or (lambda stage, done, total: None)
     arguments = list(arguments)

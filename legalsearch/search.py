@@ -31,6 +31,7 @@ from .filters import KIND_GROUPS, Filters  # noqa: F401 (re-exported)
 from .folding import fold
 from .indexing import same_model
 from .modes import SEARCH_MODES
+from .pull import usable_mode
 from .query_encoder import load_query_encoder
 from .quiet import quiet_third_party
 from .ranking import SAMPLE as PRIOR_SAMPLE
@@ -374,6 +375,7 @@ class LegalSearch:
         """`search` for many queries, encoding them in one batch (or using `vectors`, already embedded).
         `priors` replace the index's for this search; `rerank` (a CrossEncoder: hub id or folder) rescores the
         first `rerank_depth` hits."""
+        mode = usable_mode(self, mode)  # a pulled index: dense modes only with the publisher's model
         mode = mode or self.default_mode
         if mode not in SEARCH_MODES:
             raise QueryError(f"unknown mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")

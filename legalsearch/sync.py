@@ -213,6 +213,9 @@ def sync(
     notify: Callable[[str], None] | None = None,
 ) -> SyncReport:
     """One sync run of `index` against the API `client` talks to (see the module's docstring)."""
+    from .pull import refuse_if_following
+
+    refuse_if_following(index)  # an index that follows a publisher is written by `pull` only (or detached)
     options.selection.check()
     client.check()
     if options.rate <= 0:
