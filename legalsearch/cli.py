@@ -984,6 +984,7 @@ def calibrate(
 
 # Commands kept in modules of their own register on `app` here (one line each).
 # (publish, keygen: cli_publish.py · pull, detach: cli_pull.py)
+__import__("legalsearch.cli_publish").cli_publish.register(app)  # publish, keygen
 __import__("legalsearch.cli_pull").cli_pull.register(app)  # pull, detach
 
 

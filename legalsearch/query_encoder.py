@@ -7,6 +7,9 @@ model and gives the same vectors (tests/test_ask_speed.py compares them). OpenVI
 (`CACHE_DIR` in the export folder; the graph only, its weights stay in the export), so a later call loads it
 instead of compiling again.
 
+`legalsearch ask` gets it from the query-encoder daemon (`encoder_daemon`) where it can, so that a second ask
+imports neither OpenVINO nor the model; the Python API and `serve` hold it in-process.
+
 It serves only what it can reproduce exactly — an OpenVINO float export already made, a Transformer → Pooling
 (CLS or mean) → optional Normalize pipeline, no default prompt — and `load_query_encoder` falls back to
 `embedding.load_encoder` for anything else.
@@ -18,6 +21,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -180,9 +184,24 @@ def _max_seq_length(folder: Path) -> int | None:
     return int(min(tokenizer, positions)) if tokenizer and positions else None
 
 
-def lean_encoder(model_id: str, backend: str, precision: str) -> QueryEncoder | None:
-    """A `QueryEncoder` for `model_id` run as `backend precision`, when its OpenVINO export exists and its pipeline
-    is one this module reproduces; else None."""
+@dataclass(frozen=True)
+class LeanPlan:
+    """What a `QueryEncoder` is built from, found without importing OpenVINO or the tokenizer: the model's
+    folder, its OpenVINO export, the `EncoderInfo` it will report, its pooling and inference precision."""
+
+    folder: Path
+    xml: Path
+    info: EncoderInfo
+    pooling: str
+    hint: str
+
+    def build(self) -> QueryEncoder:
+        return QueryEncoder(self.folder, self.xml, self.info, self.pooling, self.hint)
+
+
+def lean_plan(model_id: str, backend: str, precision: str) -> LeanPlan | None:
+    """How to run `model_id` as `backend precision` with a `QueryEncoder`, when its OpenVINO export exists and its
+    pipeline is one this module reproduces; else None."""
     if backend != "openvino" or precision not in ("fp32", "bf16"):
         return None
     local = Path(model_id).expanduser()
@@ -209,25 +228,54 @@ def lean_encoder(model_id: str, backend: str, precision: str) -> QueryEncoder | 
     resolved = str(local.resolve()) if local.exists() else model_id
     variant = exported_file(backend, precision)
     info = EncoderInfo(resolved, revision, int(dim), int(max_seq_length), "cpu", precision, backend, variant)
-    hint = {"fp32": "f32", "bf16": "bf16"}[precision]
-    return QueryEncoder(source, xml, info, pooling, hint)
+    return LeanPlan(source, xml, info, pooling, {"fp32": "f32", "bf16": "bf16"}[precision])
+
+
+def lean_encoder(model_id: str, backend: str, precision: str) -> QueryEncoder | None:
+    """A `QueryEncoder` for `model_id` run as `backend precision` (see `lean_plan`), or None."""
+    plan = lean_plan(model_id, backend, precision)
+    return None if plan is None else plan.build()
+
+
+def use_encoder_daemon() -> None:
+    """Let this process's query encoders come from the per-user daemon (`encoder_daemon`): what `legalsearch ask`
+    asks, one question per process. The Python API and `serve` keep their model in-process and never call it."""
+    global _daemon_wanted
+    _daemon_wanted = True
+
+
+_daemon_wanted = False
 
 
 def load_query_encoder(model_id: str, device: str | None = None, *, backend=None, precision=None, match=None):
     """The encoder `LegalSearch` answers queries with: the lean OpenVINO one where it applies (on the CPU, for the
-    runtime the index was built with), else `embedding.load_encoder`."""
+    runtime the index was built with) — served by the encoder daemon after `use_encoder_daemon()` unless it is
+    turned off — else `embedding.load_encoder`."""
     if device in (None, "cpu") and match is not None and backend is None and precision is None:
         from .embedding import query_runtime
 
         lean_backend, lean_precision = resolve_runtime(*query_runtime(match, "cpu"), "cpu")
         if device == "cpu" or not _cuda_visible():
             try:
-                encoder = lean_encoder(model_id, lean_backend, lean_precision)
+                plan = lean_plan(model_id, lean_backend, lean_precision)
+                encoder = None if plan is None else _lean(plan)
             except Exception:  # anything it cannot read: sentence-transformers will say what is wrong
                 encoder = None
             if encoder is not None:
                 return encoder
     return load_encoder(model_id, device, backend=backend, precision=precision, match=match)
+
+
+def _lean(plan: LeanPlan):
+    """The daemon's encoder for `plan` where this process may use it (it falls back to `plan.build()` itself
+    whenever the daemon cannot answer), else the in-process one."""
+    if _daemon_wanted:
+        from .encoder_daemon import daemon_encoder
+
+        served = daemon_encoder(plan)
+        if served is not None:
+            return served
+    return plan.build()
 
 
 def _cuda_visible() -> bool:

@@ -21,14 +21,16 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from .errors import LegalSearchError
-from .files import sha256_file
+from .files import fsync_tree, sha256_file
 
 FORMAT = "legalsearch-release"
 FORMAT_VERSION = 1
@@ -41,16 +43,16 @@ CHANGES = "changes.sqlite.gz"
 PART_ROWS = 1 << 17  # rows per vectors file: 256 MB at 1024 dims (float16)
 PROBE_COSINE = 0.99  # a local model must give each probe text at least this cosine with the published vector
 PROBES = 5
+DIGESTS = "CREATE TABLE IF NOT EXISTS digests (boe_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL)"
 PULLED = "CREATE TABLE IF NOT EXISTS pulled (id INTEGER PRIMARY KEY, series TEXT NOT NULL, sequence INTEGER NOT NULL, at TEXT NOT NULL, manifest_sha256 TEXT NOT NULL)"  # noqa: E501 (the follower's log of release steps)
 
 # The catalogue part: what a follower cannot rebuild (docs/releases.md, "The catalogue part").
 PART_SCHEMA = """
 CREATE TABLE chunks (
     row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL, boe_id TEXT NOT NULL, article_id TEXT NOT NULL,
-    wording TEXT NOT NULL, part INTEGER NOT NULL, body_start INTEGER, body_end INTEGER, text TEXT
+    wording TEXT NOT NULL, part INTEGER NOT NULL, head TEXT, spans TEXT, text TEXT
 );
 CREATE TABLE digests (boe_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
-CREATE TABLE sources (label TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE removed (boe_id TEXT PRIMARY KEY);
 """  # laws and articles: created from the index's own tables (their columns, but articles' `id`)
 
@@ -485,6 +487,187 @@ def read_vector_parts(folder: Path, rows: int, full_dim: int) -> Iterator[np.nda
         yield check_npy(folder / name, (expected, full_dim), np.float16)
 
 
+# --- chunk texts: shipped as a slice of their unit's text ----------------------------------------------------
+
+
+def _header(title: str | None, path: str | None, heading: str | None) -> str:
+    from .chunking import context_header
+
+    law = SimpleNamespace(title=title or "")
+    unit = SimpleNamespace(path=tuple(json.loads(path or "[]")), heading=heading or "")
+    return context_header(law, unit)
+
+
+def recipe(text: str, title, path, heading, body) -> tuple[str | None, str | None, str | None]:
+    """How a chunk's text is shipped: (head, spans, None) when it is a head line, a newline and slices of its
+    unit's body joined by newlines — head None when it is the unit's context header (`chunking.context_header`),
+    body the unit's text (its heading when that is empty), spans JSON [[start, end], …] with adjacent paragraphs
+    merged into one slice — else (None, None, text)."""
+    if heading is None:  # no unit of that id: shipped whole
+        return None, None, text
+    header = _header(title, path, heading)
+    if text.startswith(header + "\n"):
+        head, rest = None, text[len(header) + 1 :]
+    elif "\n" in text:
+        head, rest = text.split("\n", 1)
+    else:
+        return None, None, text
+    whole = body or heading
+    if rest == whole:
+        return head, json.dumps([[0, len(whole)]]), None
+    spans: list[list[int]] = []
+    at = 0
+    for piece in rest.split("\n"):
+        start = whole.find(piece, at)
+        if start < 0:
+            return None, None, text
+        if spans and start == spans[-1][1] + 1 and whole[spans[-1][1]] == "\n":
+            spans[-1][1] = start + len(piece)  # the next paragraph: one slice
+        else:
+            spans.append([start, start + len(piece)])
+        at = start + len(piece)
+    return head, json.dumps(spans, separators=(",", ":")), None
+
+
+def chunk_text(title, path, heading, body, head, spans, text) -> str:
+    """A chunk's text from its recipe (the inverse of `recipe`)."""
+    if text is not None:
+        return text
+    if spans is None:
+        raise ReleaseError("a chunk of the release has neither its text nor slices of its unit; pull again")
+    whole = body or heading or ""
+    if head is None:
+        head = _header(title, path, heading)
+    return head + "\n" + "\n".join(whole[a:b] for a, b in json.loads(spans))
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+REBUILT_CHUNKS = (
+    "SELECT c.row, c.chunk_id, c.boe_id, c.article_id, c.wording, c.part, "
+    "chunk_text(l.title, a.path, a.heading, a.text, c.head, c.spans, c.text) AS text "
+    "FROM rel.chunks c LEFT JOIN rel.articles a ON a.boe_id = c.boe_id AND a.article_id = c.article_id "
+    "AND a.wording = c.wording LEFT JOIN rel.laws l ON l.boe_id = c.boe_id"
+)
+
+
+def _open_part(gz: Path, scratch: Path) -> Path:
+    """The catalogue part `gz` uncompressed at `scratch`, with the index its joins need."""
+    gunzip_file(gz, scratch)
+    try:
+        connection = sqlite3.connect(scratch, isolation_level=None)
+        try:
+            tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = {"laws", "articles", "chunks", "digests", "removed"} - tables
+            if missing:
+                raise ReleaseError(f"{gz}: a catalogue part without its {', '.join(sorted(missing))} table; pull again")
+            connection.execute("CREATE INDEX IF NOT EXISTS unit ON articles (boe_id, article_id, wording)")
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        raise ReleaseError(f"{gz}: not a readable catalogue part ({exc}); pull again") from None
+    return scratch
+
+
+def _attach(connection: sqlite3.Connection, part_db: Path) -> None:
+    connection.create_function("chunk_text", 7, chunk_text, deterministic=True)
+    connection.create_function("sha256_text", 1, _sha256_text, deterministic=True)
+    connection.execute("ATTACH DATABASE ? AS rel", (str(part_db),))
+
+
+def _part_texts(connection: sqlite3.Connection, first: int, count: int) -> list[str]:
+    return [r[0] for r in connection.execute(
+        f"SELECT text FROM ({REBUILT_CHUNKS} WHERE c.row >= ? AND c.row < ? ORDER BY c.row)", (first, first + count)
+    )]  # fmt: skip
+
+
+def _insert_rows(connection: sqlite3.Connection, base: int) -> tuple[list[str], int]:
+    """Insert the attached part's laws, units and chunks (texts rebuilt, rows from `base`); check every law's
+    rows against the publisher's digest and record them. (laws inserted, chunks inserted)."""
+    from . import store
+
+    law_columns = [r[1] for r in connection.execute("PRAGMA rel.table_info(laws)")]
+    unit_columns = [r[1] for r in connection.execute("PRAGMA rel.table_info(articles)") if r[1] != "id"]
+    connection.execute(
+        f"INSERT INTO main.laws ({', '.join(law_columns)}) SELECT {', '.join(law_columns)} FROM rel.laws"
+    )
+    connection.execute(
+        f"INSERT INTO main.articles ({', '.join(unit_columns)}) SELECT {', '.join(unit_columns)} FROM rel.articles "
+        "ORDER BY boe_id, position"
+    )
+    chunks = connection.execute(
+        "INSERT INTO main.chunks SELECT row + ?, chunk_id, boe_id, article_id, wording, part, text, sha256_text(text) "
+        f"FROM ({REBUILT_CHUNKS}) ORDER BY row",
+        (base,),
+    ).rowcount
+    laws = [r[0] for r in connection.execute("SELECT boe_id FROM rel.laws ORDER BY boe_id")]
+    digests = dict(connection.execute("SELECT boe_id, sha256 FROM rel.digests").fetchall())
+    connection.execute(DIGESTS)
+    for boe_id in laws:
+        digest = store.law_digest(connection, boe_id)
+        if digests.get(boe_id) != digest:
+            raise ReleaseError(
+                f"{boe_id}: its rows rebuilt here differ from the publisher's (law digest); the release was made by "
+                "an incompatible legalsearch or is damaged; nothing was changed"
+            )
+        connection.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (boe_id, digest))
+    return laws, chunks
+
+
+def _new_catalogue(path: Path) -> sqlite3.Connection:
+    """A writer's connection to a new, empty catalogue with the index's tables."""
+    from . import store
+
+    connection = store.open_writer(path)  # brings the schema to the latest where the catalogue migrates itself
+    present = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "laws" not in present and getattr(store, "SCHEMA", None):
+        connection.executescript(store.SCHEMA)
+    return connection
+
+
+def _record_step(connection: sqlite3.Connection, signed: dict, sequence: int, manifest_sha256: str) -> None:
+    from . import store
+
+    connection.execute(PULLED)
+    connection.execute(
+        "INSERT INTO pulled (series, sequence, at, manifest_sha256) VALUES (?, ?, ?, ?)",
+        (signed["series"], sequence, store.now(), manifest_sha256),
+    )
+
+
+def _segments_from_part(connection, target: Path, part: Path, rows: int, layout, on_step) -> list[dict]:
+    """One segment per vectors file of the part (FAISS and BM25 built here, texts rebuilt); their records."""
+    from . import segments
+
+    records = []
+    for number, vectors in enumerate(read_vector_parts(part, rows, layout.full_dim)):
+        first = number * PART_ROWS
+        texts = _part_texts(connection, first, len(vectors))
+        if len(texts) != len(vectors):
+            raise ReleaseError(f"{part}: {len(vectors)} vectors but {len(texts)} chunks at rows {first}…; pull again")
+        records.append(segments.write(target, vectors, texts, layout, on_step=on_step))
+    return records
+
+
+def _insert_segments(connection: sqlite3.Connection, records: list[dict], base: int) -> None:
+    from . import store
+
+    for number, record in enumerate(records):
+        connection.execute(
+            "INSERT INTO main.segments VALUES (?, ?, ?, ?)",
+            (record["name"], base + number * PART_ROWS, record["rows"], store.now()),
+        )
+
+
+def _part_rows(connection: sqlite3.Connection) -> int:
+    rows = connection.execute("SELECT COUNT(*), COALESCE(MAX(row) + 1, 0) FROM rel.chunks").fetchone()
+    if rows[0] != rows[1]:
+        raise ReleaseError("the release's chunk rows are not 0…n-1; pull again")
+    return rows[0]
+
+
 # --- a follower: installing a full release, applying a delta -------------------------------------------------
 
 
@@ -495,7 +678,66 @@ def install_full(part: Path, signed: dict, index: Path, manifest_sha256: str = "
     files and BM25 postings built here), written into a sibling folder and renamed into place like a rewrite
     (a previous index at `index` is replaced only once the new one is whole). Records the release step
     (`held_release`). Takes the index's writer lock. Returns the index's manifest as read back."""
-    raise NotImplementedError  # being written (issue 24): the signature is final
+    from . import store
+
+    part, index = Path(part), store.real_path(index)
+    store.check_target(index)
+    static = _index_manifest(part)
+    with store.WriterLock(index), store.storage_errors(index, lambda: 4 * _tree_bytes(part)):
+        index.parent.mkdir(parents=True, exist_ok=True)
+        building = index.parent / f".{index.name}.building-{os.getpid()}"
+        store._remove_own(building)
+        building.mkdir()
+        (building / store.BUILDING_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
+        try:
+            (building / store.MANIFEST).write_text(json.dumps(static, ensure_ascii=False, indent=1), encoding="utf-8")
+            scratch = _open_part(part / CATALOGUE, building / ".release-catalogue.sqlite")
+            connection = _new_catalogue(building / store.DATABASE)
+            try:
+                _attach(connection, scratch)
+                rows = _part_rows(connection)
+                records = _segments_from_part(connection, building, part, rows, store.layout_of(static), on_step)
+                connection.execute("BEGIN IMMEDIATE")
+                _insert_segments(connection, records, 0)
+                laws, chunks = _insert_rows(connection, 0)
+                store._log_commit(connection, "pull", None, laws, [], chunks, 0, 0)
+                _record_step(connection, signed, signed["full"]["sequence"], manifest_sha256)
+                connection.execute("COMMIT")
+                connection.execute("DETACH DATABASE rel")
+            finally:
+                connection.close()
+            scratch.unlink()
+            fsync_tree(building)
+            (building / store.BUILDING_MARKER).unlink()
+            store._swap_into_place(building, index)
+        finally:
+            store._remove_own(building)
+    return store.read_manifest(index)
+
+
+def _index_manifest(part: Path) -> dict:
+    from . import store
+
+    path = part / INDEX_MANIFEST
+    try:
+        static = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReleaseError(f"{path}: unreadable ({exc}); pull again") from None
+    problem = store._manifest_problem(static)
+    if problem or static.get("format_version") != store.FORMAT_VERSION:
+        raise ReleaseError(f"{path}: not an index manifest this legalsearch reads ({problem or 'another format'})")
+    return static
+
+
+def _tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def _delta_of(signed: dict, step_to: int) -> dict:
+    for delta in signed["deltas"]:
+        if delta["to"] == step_to:
+            return delta
+    raise ReleaseError(f"the manifest has no delta to sequence {step_to}")
 
 
 def apply_delta(index: Path, part: Path, signed: dict, step_to: int, manifest_sha256: str = "", on_step=None) -> dict:
@@ -507,4 +749,74 @@ def apply_delta(index: Path, part: Path, signed: dict, step_to: int, manifest_sh
     delta's `from` sequence of the same series (else `ReleaseError`, nothing changed). An empty delta only
     records the step. Takes the index's writer lock; merges segments afterwards as updates do. Returns the
     index's manifest as read back."""
-    raise NotImplementedError  # being written (issue 24): the signature is final
+    import tempfile
+
+    from . import store
+
+    index = store.real_path(index)
+    delta = _delta_of(signed, step_to)
+    with store.WriterLock(index):
+        manifest = store.read_manifest(index)
+        held = held_release(index)
+        if held is None or held["series"] != signed["series"] or held["sequence"] != delta["from"]:
+            have = "no release" if held is None else f"release {held['sequence']} of series {held['series'][:12]}"
+            raise ReleaseError(
+                f"{index}: holds {have}; the delta applies to release {delta['from']} of series "
+                f"{signed['series'][:12]}; nothing was changed: install the full release"
+            )
+        with store.storage_errors(index, lambda: 4 * _tree_bytes(part) + (1 << 20)):
+            if not delta.get("files"):
+                _record_only(index, signed, step_to, manifest_sha256)
+                return store.read_manifest(index)
+            with tempfile.TemporaryDirectory(prefix="legalsearch-delta-") as scratch_dir:
+                scratch = _open_part(Path(part) / CHANGES, Path(scratch_dir) / "changes.sqlite")
+                _commit_delta(index, Path(part), scratch, manifest, signed, step_to, manifest_sha256, on_step)
+        store.compact(index, everything=False)
+    return store.read_manifest(index)
+
+
+def _record_only(index: Path, signed: dict, sequence: int, manifest_sha256: str) -> None:
+    from . import store
+
+    connection = store.open_writer(index / store.DATABASE)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        _record_step(connection, signed, sequence, manifest_sha256)
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+
+
+def _commit_delta(index, part, scratch, manifest, signed, sequence, manifest_sha256, on_step) -> None:
+    """The segment first (renamed in), then one transaction: the commit point, as `store.commit`."""
+    from . import segments, store
+
+    layout = store.layout_of(manifest)
+    connection = store.open_writer(index / store.DATABASE)
+    written: list[dict] = []
+    try:
+        _attach(connection, scratch)
+        rows = _part_rows(connection)
+        written = _segments_from_part(connection, index, part, rows, layout, on_step)
+        store.pause("segment-written")
+        connection.execute("BEGIN IMMEDIATE")
+        base = connection.execute("SELECT COALESCE(MAX(base_row + rows), 0) FROM segments").fetchone()[0]
+        _insert_segments(connection, written, base)
+        removed = {r[0] for r in connection.execute("SELECT boe_id FROM rel.removed")}
+        shipped = {r[0] for r in connection.execute("SELECT boe_id FROM rel.laws")}
+        deleted = store._delete_laws(connection, removed | shipped)
+        laws, chunks = _insert_rows(connection, base)
+        record = written[0] if len(written) == 1 else None
+        store._log_commit(connection, "pull", record, laws, sorted(removed - shipped), chunks, deleted, 0)
+        _record_step(connection, signed, sequence, manifest_sha256)
+        store.pause("before-commit")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        for record in written:
+            shutil.rmtree(index / segments.FOLDER / record["name"], ignore_errors=True)
+        raise
+    finally:
+        connection.close()
+    store.pause("committed")
