@@ -171,9 +171,7 @@ def _write_catalogue(
         shipped = [r[0] for r in connection.execute("SELECT boe_id FROM main.laws ORDER BY boe_id")]
         total = connection.execute("SELECT COUNT(*) FROM src.chunks WHERE boe_id IN temp.wanted").fetchone()[0]
         rows = _write_chunks(connection, index, manifest, layout, folder, total, progress)
-        connection.executemany(
-            "INSERT INTO main.digests VALUES (?, ?)", [(b, store.law_digest(reader, b)) for b in shipped]
-        )
+        connection.executemany("INSERT INTO main.digests VALUES (?, ?)", _digests(reader, shipped))
         connection.execute("COMMIT")
         connection.execute("DETACH DATABASE src")
         connection.execute("VACUUM")
@@ -181,6 +179,14 @@ def _write_catalogue(
         connection.close()
         reader.close()
     return rows, shipped
+
+
+def _digests(reader: sqlite3.Connection, boe_ids: list[str]) -> list[tuple[str, str]]:
+    """Each law's digest: as its commit recorded it, computed where the index has none (committed before
+    digests existed). A follower recomputes them from the rows it rebuilds."""
+    present = {r[0] for r in reader.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    recorded = dict(reader.execute("SELECT boe_id, sha256 FROM digests").fetchall()) if "digests" in present else {}
+    return [(b, recorded.get(b) or store.law_digest(reader, b)) for b in boe_ids]
 
 
 def _write_chunks(connection, index, manifest, layout, folder: Path, total: int, progress) -> int:

@@ -457,9 +457,10 @@ def check_probes(
 
 
 def gzip_file(source: Path, target: Path) -> None:
-    """`target` = gzip of `source`, streamed (mtime 0: the same bytes give the same file)."""
+    """`target` = gzip of `source`, streamed (mtime 0: the same bytes give the same file). Level 4: on a catalogue
+    part 6 % larger than level 6 and five times faster."""
     with open(source, "rb") as src, open(target, "wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as out:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=4) as out:
             shutil.copyfileobj(src, out, 1 << 20)
         raw.flush()
         os.fsync(raw.fileno())
@@ -499,34 +500,41 @@ def _header(title: str | None, path: str | None, heading: str | None) -> str:
 
 
 def recipe(text: str, title, path, heading, body) -> tuple[str | None, str | None, str | None]:
-    """How a chunk's text is shipped: (head, spans, None) when it is a head line, a newline and slices of its
-    unit's body joined by newlines — head None when it is the unit's context header (`chunking.context_header`),
-    body the unit's text (its heading when that is empty), spans JSON [[start, end], …] with adjacent paragraphs
-    merged into one slice — else (None, None, text)."""
+    """How a chunk's text is shipped: (head, spans, None) when it is a head followed by slices of its unit's body
+    joined by newlines — head None for the unit's context header and a newline (`chunking.context_header`), else
+    the head as it is ("" for none); body the unit's text (its heading when that is empty); spans JSON
+    [[start, end], …], adjacent paragraphs merged into one slice — else (None, None, text)."""
     if heading is None:  # no unit of that id: shipped whole
         return None, None, text
-    header = _header(title, path, heading)
-    if text.startswith(header + "\n"):
-        head, rest = None, text[len(header) + 1 :]
-    elif "\n" in text:
-        head, rest = text.split("\n", 1)
-    else:
-        return None, None, text
     whole = body or heading
+    header = _header(title, path, heading) + "\n"
+    if text.startswith(header):
+        candidates = [(None, text[len(header) :])]
+    else:
+        candidates = [("", text)] + ([(text.split("\n", 1)[0] + "\n", text.split("\n", 1)[1])] if "\n" in text else [])
+    for head, rest in candidates:
+        spans = _spans(rest, whole)
+        if spans is not None:
+            return head, spans, None
+    return None, None, text
+
+
+def _spans(rest: str, whole: str) -> str | None:
+    """`rest` as slices of `whole` joined by newlines (JSON [[start, end], …]), or None when it is not."""
     if rest == whole:
-        return head, json.dumps([[0, len(whole)]]), None
+        return json.dumps([[0, len(whole)]])
     spans: list[list[int]] = []
     at = 0
     for piece in rest.split("\n"):
         start = whole.find(piece, at)
         if start < 0:
-            return None, None, text
+            return None
         if spans and start == spans[-1][1] + 1 and whole[spans[-1][1]] == "\n":
             spans[-1][1] = start + len(piece)  # the next paragraph: one slice
         else:
             spans.append([start, start + len(piece)])
         at = start + len(piece)
-    return head, json.dumps(spans, separators=(",", ":")), None
+    return json.dumps(spans, separators=(",", ":"))
 
 
 def chunk_text(title, path, heading, body, head, spans, text) -> str:
@@ -537,8 +545,8 @@ def chunk_text(title, path, heading, body, head, spans, text) -> str:
         raise ReleaseError("a chunk of the release has neither its text nor slices of its unit; pull again")
     whole = body or heading or ""
     if head is None:
-        head = _header(title, path, heading)
-    return head + "\n" + "\n".join(whole[a:b] for a, b in json.loads(spans))
+        head = _header(title, path, heading) + "\n"
+    return head + "\n".join(whole[a:b] for a, b in json.loads(spans))
 
 
 def _sha256_text(text: str) -> str:
