@@ -550,6 +550,9 @@ def ask(
     rerank_depth: RerankDepthOpt = 20,
 ) -> None:
     """Answer a question with the articles that best match it, cited."""
+    from .query_encoder import use_encoder_daemon  # the query model stays loaded between asks (encoder_daemon.py)
+
+    use_encoder_daemon()
     search = _open(index_path, model, backend, precision)
     filters = Filters(tuple(law or ()), tuple(rango or ()), tuple(kind or ()), vigentes, as_of, tuple(materia or ()))
     try:
