@@ -3,8 +3,10 @@
     segments/<name>/segment.json        marker, row count, dims, the checksum of every file
     segments/<name>/vectors.f16.npy     full-dim unit vectors, one row per chunk of the segment
     segments/<name>/faiss/dim-<d>.faiss per built Matryoshka dim: re-normalised prefixes, inner product
-    segments/<name>/bm25/               term postings (lexical.write_postings)
+    segments/<name>/bm25/               term postings (lexical.Postings)
 
+Each of those files belongs to one segment component (`segment_components`: Vectors, Faiss per dim, Postings),
+which writes it, merges it and opens it; this module writes, merges and opens a segment by going through them.
 A segment is written under a hidden building name, flushed to disk and renamed into place; it is never
 changed after that. Which segments an index is made of, and which of their rows are deleted, is the catalogue's
 business (`catalogue.py`): a segment no catalogue names is a leftover of a killed run, and `tidy` removes it.
@@ -13,74 +15,33 @@ Global chunk row = the segment's `base_row` (in the catalogue) + its local row.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import struct
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from . import lexical
-from .errors import IndexFormatError
 from .files import fsync_dir, fsync_tree, sha256_file
-from .matryoshka import matryoshka
+from .segment_components import FAISS_KINDS as FAISS_KINDS
+from .segment_components import HALF_ABOVE as HALF_ABOVE
+from .segment_components import QUANTIZATIONS as QUANTIZATIONS
+from .segment_components import VECTORS as VECTORS
+from .segment_components import Chunks, Component, Kept, Layout, components, faiss_name
+from .segment_components import build_faiss as build_faiss
+from .segment_components import check_faiss as check_faiss
+from .segment_components import check_npy as check_npy
+from .segment_components import damaged as damaged
+from .segment_components import factory as factory
 
 FOLDER = "segments"
 SEGMENT_MANIFEST = "segment.json"
 SEGMENT_MARKER = "legalsearch-segment"
 BUILDING_MARKER = ".legalsearch-building"
-VECTORS = "vectors.f16.npy"
-FAISS_KINDS = ("flat", "hnsw")
-QUANTIZATIONS = ("none", "int8", "binary")
-# Float FAISS files above this dim store float16 codes (SQfp16): the same float16 values the vector file holds,
-# half the bytes of float32. The small dims the funnel scans stay float32 (`Flat`), the fastest to scan.
-HALF_ABOVE = 128
-FAISS_FOURCC = {b"IxF2", b"IxFI", b"IxHf", b"IxHF", b"IHNf", b"IxSQ", b"IHNs", b"IxSq"}
-FAISS_BINARY_FOURCC = {b"IBxF", b"IBHf", b"IBHF"}
-
-
-def factory(kind: str, quantize: str, dim: int) -> str:
-    """The FAISS factory string of one dim (binary: flat or HNSW over sign bits)."""
-    if quantize == "binary":
-        return "BHNSW32" if kind == "hnsw" else "BFlat"
-    storage = "SQ8" if quantize == "int8" else ("SQfp16" if dim > HALF_ABOVE else "Flat")
-    return f"HNSW32,{storage}" if kind == "hnsw" else storage
-
-
-def build_faiss(vectors: np.ndarray, dim: int, kind: str, quantize: str = "none"):
-    """The FAISS index of one dim: re-normalised prefixes, inner product (float, int8) or Hamming (binary)."""
-    import faiss
-
-    prefixes = matryoshka(vectors, dim)
-    if quantize == "binary":
-        index = faiss.IndexBinaryHNSW(dim, 32) if kind == "hnsw" else faiss.IndexBinaryFlat(dim)
-        if len(prefixes):
-            index.add(np.packbits(prefixes > 0, axis=1))
-        return index
-    index = faiss.index_factory(dim, factory(kind, quantize, dim), faiss.METRIC_INNER_PRODUCT)
-    if kind == "hnsw":
-        index.hnsw.efConstruction = 200
-    if len(prefixes):
-        if not index.is_trained:
-            index.train(prefixes)
-        index.add(prefixes)
-    return index
-
-
-@dataclass(frozen=True)
-class Layout:
-    """What every segment of one index holds: the model's full dim, the dims with a FAISS file, their kind."""
-
-    full_dim: int
-    dims: tuple[int, ...]
-    kind: str = "flat"
-    quantize: str = "none"
 
 
 def new_name() -> str:
@@ -97,9 +58,35 @@ def write(
     postings: lexical.Postings | None = None,
 ) -> dict:
     """Write one segment into `index/segments/` from full-dim `vectors` and the chunks' `texts` (row i = chunk i),
-    whole or not at all; its record (name, rows, files). `postings`, when given, are the texts' BM25 postings
-    already built (a merge)."""
+    whole or not at all: each component writes its files. Its record (name, rows, files). `postings`, when given,
+    are the texts' BM25 postings already built."""
+    chunks = Chunks(np.asarray(vectors, dtype=np.float16), texts, postings)
+    return _build(index, layout, len(chunks.vectors), name, on_step, lambda c, folder: c.write(folder, chunks))
 
+
+def merge(
+    index: Path,
+    parts: Sequence[tuple[Segment, np.ndarray]],
+    layout: Layout,
+    on_step: Callable[[str], None] | None = None,
+) -> dict:
+    """Write one segment into `index/segments/` from (open segment, its local rows to keep) pairs, rows renumbered
+    in order, whole or not at all: each component merges its own files. Its record (name, rows, files)."""
+    kept = [Kept(segment, np.asarray(rows, dtype=np.int64)) for segment, rows in parts]
+    rows = sum(len(k.rows) for k in kept)
+    return _build(index, layout, rows, None, on_step, lambda c, folder: c.merge(kept, folder))
+
+
+def _build(
+    index: Path,
+    layout: Layout,
+    rows: int,
+    name: str | None,
+    on_step: Callable[[str], None] | None,
+    fill: Callable[[Component, Path], None],
+) -> dict:
+    """A segment of `rows` rows whose components `fill` writes, built under a hidden name, flushed and renamed
+    into place; its record."""
     name = name or new_name()
     parent = index / FOLDER
     parent.mkdir(parents=True, exist_ok=True)
@@ -107,23 +94,12 @@ def write(
     building.mkdir()
     (building / BUILDING_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
     try:
-        halves = np.asarray(vectors, dtype=np.float16)
-        np.save(building / VECTORS, halves, allow_pickle=False)
-        _step(on_step, VECTORS)
-        (building / "faiss").mkdir()
-        for dim in layout.dims:
-            built = build_faiss(halves, dim, layout.kind, layout.quantize)
-            _write_faiss(built, building / "faiss" / f"dim-{dim}.faiss", layout.quantize == "binary")
-            _step(on_step, f"faiss/dim-{dim}.faiss")
-        (postings or lexical.Postings.build(texts)).save(building / lexical.FOLDER)
-        _step(on_step, lexical.FOLDER)
-        files = {
-            str(p.relative_to(building)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(building.rglob("*"))
-            if p.is_file() and p.name != BUILDING_MARKER
-        }
-        record = {"format": SEGMENT_MARKER, "name": name, "rows": len(halves), "dims": list(layout.dims),
-                  "full_dim": layout.full_dim, "files": files}  # fmt: skip
+        owned = components(layout)
+        for component in owned:
+            fill(component, building)
+            _step(on_step, component.name)
+        record = {"format": SEGMENT_MARKER, "name": name, "rows": rows, "dims": list(layout.dims),
+                  "full_dim": layout.full_dim, "files": _checksums(building, owned)}  # fmt: skip
         (building / SEGMENT_MANIFEST).write_text(json.dumps(record, indent=1), encoding="utf-8")
         fsync_tree(building)
         (building / BUILDING_MARKER).unlink()
@@ -135,15 +111,14 @@ def write(
             shutil.rmtree(building, ignore_errors=True)
 
 
-def _write_faiss(index, path: Path, binary: bool) -> None:
-    """Write a FAISS index through Python's own file: a failed write (a full disk) is an OSError here, and FAISS
-    prints nothing of its own."""
-    import faiss
-
-    with open(path, "wb") as f:
-        writer = faiss.PyCallbackIOWriter(f.write)
-        (faiss.write_index_binary if binary else faiss.write_index)(index, writer)
-        del writer
+def _checksums(building: Path, owned: Sequence[Component]) -> dict:
+    """Bytes and sha256 of every component's files, in path order. A file no component owns, or one it owns and
+    did not write, is a bug in that component (its file would go unchecked)."""
+    names = sorted((n for c in owned for n in c.files()), key=lambda n: PurePosixPath(n).parts)
+    found = {str(p.relative_to(building)) for p in building.rglob("*") if p.is_file() and p.name != BUILDING_MARKER}
+    if found != set(names):
+        raise RuntimeError(f"segment components wrote {sorted(found)}, they own {names}")
+    return {n: {"bytes": (building / n).stat().st_size, "sha256": sha256_file(building / n)} for n in names}
 
 
 def is_segment(folder: Path) -> bool:
@@ -182,10 +157,6 @@ def _step(on_step, name: str) -> None:
         on_step(name)
 
 
-def damaged(path: Path, what: str) -> IndexFormatError:
-    return IndexFormatError(f"{path}: {what}; the index is damaged: rebuild it into a new --index")
-
-
 def stays_inside(folder: Path, name: str) -> bool:
     """Whether `name`, read from an index file, names a path inside `folder`: relative, no `..`, and no link on
     the way that leads out of it."""
@@ -221,7 +192,8 @@ def segment_folder(index: Path, name: str, named_in: Path) -> Path:
 
 
 class Segment:
-    """An open segment: its vectors memory-mapped, its FAISS files opened on first use, its postings mapped."""
+    """An open segment: what each of its components opened (vectors memory-mapped, FAISS files opened on first
+    use, postings mapped on first use), checked as they are opened."""
 
     def __init__(self, folder: Path, layout: Layout) -> None:
         self.folder = folder
@@ -234,85 +206,49 @@ class Segment:
             raise damaged(folder / SEGMENT_MANIFEST, "not a segment record")
         self.rows = self.record["rows"]
         self.name = folder.name
-        own = [VECTORS, *(f"faiss/dim-{dim}.faiss" for dim in layout.dims), lexical.FOLDER,
-               *(f"{lexical.FOLDER}/{n}" for n in lexical.FILES)]  # fmt: skip
-        for name in own:  # a file of the segment that is a link leading out of it is never read
-            inside(folder, name, folder / SEGMENT_MANIFEST)
-        self.vectors = check_npy(folder / VECTORS, (self.rows, layout.full_dim), np.float16)
-        self._vectors_fd: int | None = None
-        self._faiss: dict[int, object] = {}
-        self._postings: lexical.Postings | None = None
-        self._held: dict[int, int] = {}  # dim → an open descriptor of its FAISS file (`hold`)
-        for dim in layout.dims:
-            check_faiss(folder / "faiss" / f"dim-{dim}.faiss", dim, self.rows, layout.quantize == "binary")
+        owned = components(layout)
+        for component in owned:  # a file of the segment that is a link leading out of it is never read
+            for name in component.paths():
+                inside(folder, name, folder / SEGMENT_MANIFEST)
+        self._parts = {component.name: component.open(folder, self.rows) for component in owned}
+
+    def part(self, name: str):
+        """What the component `name` opened of this segment (`segment_components`)."""
+        return self._parts[name]
 
     def hold(self) -> None:
         """Keep every file of the segment open (the vectors are mapped already; FAISS files are held by a
         descriptor and read on first use), so a reader keeps reading them even after a merge removes the
         folder — without loading FAISS files it may never search."""
-        for dim in self.layout.dims:
-            if dim not in self._held:
-                self._held[dim] = os.open(self.folder / "faiss" / f"dim-{dim}.faiss", os.O_RDONLY)
-        _ = self.postings
+        for opened in self._parts.values():
+            if hasattr(opened, "hold"):
+                opened.hold()
 
-    def __del__(self) -> None:
-        for fd in [*getattr(self, "_held", {}).values(), getattr(self, "_vectors_fd", None)]:
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+    @property
+    def vectors(self) -> np.ndarray:
+        """The full-dim float16 vectors, memory-mapped."""
+        return self.part(VECTORS).array
 
     def read_rows(self, local: np.ndarray) -> np.ndarray:
-        """The float16 vectors of some local rows. A few rows (a shortlist to rescore) are read with `pread`:
-        touching a memory-mapped row pulls a megabyte or more around it into memory (read-ahead), 1.4 MB a row
-        measured here, so rescoring 1,000 rows of a 1 GB file cost 800 MB of RSS; many rows come from the map."""
-        local = np.asarray(local, dtype=np.int64)
-        if len(local) * 20 > self.rows:
-            return np.asarray(self.vectors[local])
-        if self._vectors_fd is None:
-            self._vectors_fd = os.open(self.folder / VECTORS, os.O_RDONLY)
-        width = self.layout.full_dim * 2
-        out = np.empty((len(local), self.layout.full_dim), dtype=np.float16)
-        for i, row in enumerate(local.tolist()):
-            out[i] = np.frombuffer(os.pread(self._vectors_fd, width, self.vectors.offset + row * width), np.float16)
-        return out
+        """The float16 vectors of some local rows (a few read with `pread`, many from the map)."""
+        return self.part(VECTORS).read_rows(local)
 
     def faiss(self, dim: int):
         """The FAISS index of `dim` (memory-mapped where FAISS can), opened on first use."""
-        import faiss
-
-        index = self._faiss.get(dim)
-        if index is None:
-            held = self._held.get(dim)
-            file = f"/proc/self/fd/{held}" if held is not None else str(self.folder / "faiss" / f"dim-{dim}.faiss")
-            try:
-                if self.layout.quantize == "binary":
-                    index = faiss.read_index_binary(file)
-                else:
-                    index = faiss.read_index(file, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-            except RuntimeError as exc:
-                raise IndexFormatError(f"{file}: unreadable FAISS index ({exc}); rebuild the index") from None
-            if getattr(index, "hnsw", None) is not None:
-                index.hnsw.efSearch = 128
-            self._faiss[dim] = index
-        return index
+        opened = self._parts.get(faiss_name(dim))
+        if opened is None:
+            raise damaged(self.folder / faiss_name(dim), f"no FAISS file at dim {dim} in this index")
+        return opened.index()
 
     def float_rows(self, dim: int) -> np.ndarray | None:
         """The float32 rows a flat float FAISS index of `dim` holds, as an array view of its mapped storage (None
         where the dim has no such file: float16 or quantized storage, HNSW)."""
-        import faiss
-
-        if dim not in self.layout.dims or factory(self.layout.kind, self.layout.quantize, dim) != "Flat":
-            return None
-        index = self.faiss(dim)
-        if isinstance(index, faiss.IndexFlat) and index.ntotal:
-            return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * dim).reshape(index.ntotal, dim)
-        return None
+        opened = self._parts.get(faiss_name(dim))
+        return None if opened is None else opened.float_rows()
 
     @property
     def postings(self) -> lexical.Postings:
-        if self._postings is None:
-            self._postings = lexical.Postings.load(self.folder / lexical.FOLDER, self.rows)
-        return self._postings
+        return self.part(lexical.FOLDER).get()
 
 
 def by_segment(opened: Sequence[tuple[int, Segment]], rows: np.ndarray):
@@ -327,31 +263,3 @@ def by_segment(opened: Sequence[tuple[int, Segment]], rows: np.ndarray):
         base, segment = opened[i]
         picked = np.flatnonzero(owner == i)
         yield segment, picked, rows[picked] - base
-
-
-def check_npy(path: Path, shape: tuple | None, dtype) -> np.ndarray:
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise damaged(path, f"not a readable .npy array ({exc})") from None
-    if shape is not None and (array.shape != shape or array.dtype != dtype):
-        raise damaged(path, f"holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} {shape}")
-    return array
-
-
-def check_faiss(path: Path, dim: int, rows: int, binary: bool) -> None:
-    """A FAISS file's header: its kind, `d` and `ntotal`."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(24)
-    except OSError as exc:
-        raise damaged(path, f"unreadable ({exc.strerror})") from None
-    fourcc = head[:4]
-    if binary and fourcc in FAISS_BINARY_FOURCC and len(head) >= 20:
-        d, _, ntotal = struct.unpack("<iiq", head[4:20])
-    elif not binary and fourcc in FAISS_FOURCC and len(head) >= 16:
-        d, ntotal = struct.unpack("<iq", head[4:16])
-    else:
-        raise damaged(path, "not a FAISS index of the kind the manifest records")
-    if d != dim or ntotal != rows:
-        raise damaged(path, f"a FAISS index of {ntotal} vectors at dim {d}, the segment holds {rows} at dim {dim}")

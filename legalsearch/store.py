@@ -965,14 +965,11 @@ def _compact(index: Path, manifest: dict, names: list[str], on_step) -> dict:
     connection = open_writer(index / DATABASE)
     try:
         live_rows = [_live_rows(connection, p["base_row"], p["rows"]) for p in chosen]
-        opened = [segments.Segment(index / segments.FOLDER / p["name"], layout) for p in chosen]
-        vectors = np.concatenate(
-            [np.asarray(s.vectors[rows - p["base_row"]]) for s, p, rows in zip(opened, chosen, live_rows, strict=True)]
-        ) if chosen else np.zeros((0, layout.full_dim), np.float16)  # fmt: skip
-        postings = lexical.Postings.merge(
-            [(s.postings, rows - p["base_row"]) for s, p, rows in zip(opened, chosen, live_rows, strict=True)]
-        )
-        record = segments.write(index, vectors, [], layout, on_step=on_step, postings=postings)
+        kept = [
+            (segments.Segment(index / segments.FOLDER / p["name"], layout), rows - p["base_row"])
+            for p, rows in zip(chosen, live_rows, strict=True)
+        ]
+        record = segments.merge(index, kept, layout, on_step=on_step)  # each component merges its own files
         pause("segment-written")
         everything_merged = len(chosen) == len(manifest["segments"])
         try:

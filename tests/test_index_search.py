@@ -233,7 +233,7 @@ def test_open_is_cheap_and_search_is_thread_safe(laws_dir: Path, tmp_path: Path,
 KILLER = """
 import sys, time
 from pathlib import Path
-from legalsearch import indexing, segments
+from legalsearch import indexing, segment_components
 from legalsearch.embedding import load_encoder
 
 encoder = load_encoder(sys.argv[1])
@@ -246,12 +246,12 @@ if phase == "embed":
         return real(texts, **kw)
     encoder.encode = slow
 else:
-    real_build = segments.build_faiss
+    real_build = segment_components.build_faiss
     def slow_faiss(*args, **kw):
         print("WRITING", flush=True)
         time.sleep(60)
         return real_build(*args, **kw)
-    segments.build_faiss = slow_faiss
+    segment_components.build_faiss = slow_faiss
 indexing.build([sys.argv[2]], Path(sys.argv[3]), encoder=encoder)
 """
 
@@ -327,14 +327,14 @@ def test_ctrl_c_during_a_cli_build_is_one_line_and_keeps_the_index(laws_dir: Pat
     assert first.returncode == 0, first.stderr
     before = _contents(index)
     script = (
-        "import sys, time, signal, os; from legalsearch import segments, cli\n"
+        "import sys, time, signal, os; from legalsearch import segment_components, cli\n"
         # a terminal's state: SIGINT handled by Python and not blocked, whatever the test runner passed down
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])\n"
-        "real = segments.build_faiss\n"
+        "real = segment_components.build_faiss\n"
         "def slow(*a, **k):\n"
         "    signal.raise_signal(signal.SIGINT); time.sleep(5); return real(*a, **k)\n"
-        "segments.build_faiss = slow\n"
+        "segment_components.build_faiss = slow\n"
         "sys.argv = ['legalsearch', 'index', sys.argv[1]]\ncli.main()\n"
     )
     result = subprocess.run(
