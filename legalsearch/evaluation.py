@@ -163,7 +163,7 @@ def evaluate_index(
 ) -> EvalReport:
     """Article-level metrics of `search` (a `LegalSearch`) on `questions`, per dim. `options` go to
     `search_many` (`priors`, `rerank`, `rerank_depth`)."""
-    from .search import SEARCH_MODES
+    from .modes import SEARCH_MODES
 
     mode = mode or search.default_mode
     if mode not in SEARCH_MODES:

@@ -32,6 +32,13 @@ class Filters:
     as_of: str | None = None
     materias: tuple[str, ...] = ()  # the BOE's subject headings (análisis), any of them
 
+    @classmethod
+    def build(cls, laws=None, rangos=None, kinds=None, vigentes: bool = False, as_of: str | None = None, materias=None):
+        """Filters from what a request gives (the CLI's options, the HTTP body, MCP arguments, the page's form):
+        each of `laws`, `rangos`, `kinds`, `materias` None, one value or several; empty values are dropped, and
+        an empty `as_of` is none."""
+        return cls(_values(laws), _values(rangos), _values(kinds), bool(vigentes), as_of or None, _values(materias))
+
     @property
     def active(self) -> bool:
         return bool(self.laws or self.rangos or self.kinds or self.vigentes or self.as_of or self.materias)
@@ -47,3 +54,11 @@ class Filters:
                 valid = ", ".join([*KIND_GROUPS, *ARTICLE_KINDS])
                 raise QueryError(f"unknown kind {kind!r}; choose among {valid}")
         return tuple(kinds)
+
+
+def _values(given) -> tuple[str, ...]:
+    if given is None:
+        return ()
+    if isinstance(given, str):
+        given = [given]
+    return tuple(value for value in given if value)

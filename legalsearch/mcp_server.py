@@ -22,6 +22,7 @@ from . import __version__
 from .citations import short_name
 from .echoes import bounded, redacted, shown
 from .errors import LegalSearchError
+from .modes import SEARCH_MODES
 from .search import Filters, Hit, LegalSearch
 from .terminal import clean
 from .wordings import law_url, plain_diff
@@ -371,7 +372,7 @@ def create_server(search: LegalSearch):
     def search_law(
         query: Annotated[str, Field(description="La pregunta / the question, in Spanish", max_length=4000)],
         k: Annotated[int, Field(ge=1, le=50, description="How many articles")] = 5,
-        mode: Literal["dense", "funnel", "lexical", "hybrid"] | None = None,
+        mode: Literal[SEARCH_MODES] | None = None,
         laws: BoeIds = None,
         rangos: Names = None,
         kinds: Names = None,
@@ -380,8 +381,7 @@ def create_server(search: LegalSearch):
         materias: Names = None,
     ) -> Annotated[CallToolResult, SearchOut]:
         def run() -> list[Hit]:
-            filters = Filters(laws_of(laws), tuple(rangos or ()), tuple(kinds or ()), vigentes, as_of,
-                              tuple(materias or ()))  # fmt: skip
+            filters = Filters.build(laws_of(laws), rangos, kinds, vigentes, as_of, materias)
             return search.search(query, k=k, mode=mode, filters=filters)
 
         hits = [_hit_out(hit) for hit in answer(run)]

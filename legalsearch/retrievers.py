@@ -1,9 +1,10 @@
 """Retrievers: each ranks articles for a batch of queries, behind one small interface.
 
-`rank(queries, vectors, depth, allowed)` gives, per query, up to `depth` (article key, score, best chunk row)
-triples, best first, over the chunk rows `allowed` (ascending; None: every live row). Chunks roll up to their
-article (its best chunk); a retriever asks its source for more chunks until each query has `depth` distinct
-articles or the candidates run out.
+`rank(queries, vectors, depth, allowed)` gives, per query, up to `depth` (unit key, score, best chunk) triples,
+best first, over what the `Restriction` `allowed` lets through (None: every live chunk). Each reads a store only
+through `engines.base.Reader` (dense, funnel and lexical search are the engine's), so the roll-up of chunks to
+their unit (its best chunk) and the fusion are the same on every engine; a retriever asks for more chunks until
+each query has `depth` distinct units or the candidates run out.
 
 * `Dense`: cosine at one Matryoshka dim (FAISS over every segment; quantized storage rescored in float).
 * `Funnel`: a shortlist at a small dim, re-ranked by exact cosine at the full dim from the float16 vectors.
@@ -19,11 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .engines.base import Reader, Restriction
 from .lexicon import expansion
-from .matryoshka import matryoshka
-from .snapshot import Snapshot
 
-Ranked = list[list[tuple[int, float, int]]]  # per query: (article key, score, best chunk row), best first
+Ranked = list[list[tuple[int, float, int]]]  # per query: (unit key, score, best chunk), best first
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
 # Agreement gate of the fusion: on the dev questions over all of ../shared/corpora, random query vectors share
 # 2.5 % of their 50 best articles with BM25's (at most 10 %), all-MiniLM-L6-v2's vectors 21.5 % (median 20 %).
@@ -32,27 +32,24 @@ GATE = (0.05, 0.15)
 
 @dataclass
 class View:
-    """What retrievers read of one snapshot: its segments, the article of every chunk row, the defaults."""
+    """What retrievers read: one commit of a store (`engines.base.Reader`) and the index's search defaults."""
 
-    snapshot: Snapshot
-    owner: np.ndarray  # article key of every global chunk row (-1: deleted)
+    reader: Reader
     defaults: dict
-    quantize: str
-    live: int  # live chunk rows
 
-    def candidates(self, allowed: np.ndarray | None) -> int:
-        return len(allowed) if allowed is not None else self.live
+    def candidates(self, restriction: Restriction | None) -> int:
+        return restriction.count if restriction is not None else self.reader.live
 
-    def roll_up(self, chunks: list[tuple[int, float]], depth: int) -> list[tuple[int, float, int]]:
-        """(article key, score, best chunk row) of the first `depth` distinct articles of a ranked chunk list."""
+    @staticmethod
+    def roll_up(chunks: list[tuple[int, float, int]], depth: int) -> list[tuple[int, float, int]]:
+        """(unit key, score, best chunk) of the first `depth` distinct units of a ranked chunk list."""
         seen: dict[int, tuple[float, int]] = {}
-        for row, score in chunks:
-            article = int(self.owner[row])
-            if article not in seen:
-                seen[article] = (score, row)
+        for chunk, score, unit in chunks:
+            if unit not in seen:
+                seen[unit] = (score, chunk)
                 if len(seen) == depth:
                     break
-        return [(a, score, row) for a, (score, row) in seen.items()]
+        return [(a, score, chunk) for a, (score, chunk) in seen.items()]
 
     def until_enough(self, fetch_chunks: Callable[[int], list], depth: int, total: int) -> Ranked:
         """Ask `fetch_chunks(n)` for more chunks until every query has `depth` distinct articles (articles split
@@ -64,34 +61,6 @@ class View:
                 return ranked
             n = min(total, n * 4)
 
-    def rescore(self, rows: np.ndarray, query: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """`rows` ordered by exact cosine at `dim` with the full-precision vectors, and those cosines.
-
-        Read from the flat float FAISS file of that dim where there is one (its rows are the re-normalised
-        prefixes already), else from the float16 vector files. `einsum`, not `@`: a BLAS matrix-vector product
-        started right after FAISS's OpenMP threads fought them for the cores (3-4× slower on 2 cores,
-        bench/funnel_real.py)."""
-        rows = np.sort(rows)  # ascending rows: memory-mapped files are read in order
-        unit = query[:dim] / np.linalg.norm(query[:dim])
-        candidates = self.snapshot.prefixes(rows, dim)
-        exact = np.einsum("ij,j->i", candidates, unit.astype(np.float32))
-        order = np.lexsort((rows, -exact))
-        return rows[order], exact[order].astype(np.float64)
-
-    def dense_chunks(self, vectors: np.ndarray, dim: int, n: int, allowed: np.ndarray | None):
-        """(row, cosine) of the best `n` chunks per query at `dim`."""
-        queries = matryoshka(vectors, dim)
-        fetch = n if self.quantize == "none" else min(self.candidates(allowed), max(4 * n, 200))
-        codes = np.packbits(queries > 0, axis=1) if self.quantize == "binary" else queries
-        results = []
-        for q, (found, found_scores) in enumerate(self.snapshot.search(codes, dim, fetch, allowed)):
-            found_scores = found_scores.astype(np.float64)
-            if self.quantize != "none" and len(found):  # always rescored with the full-precision vectors
-                found, found_scores = self.rescore(found, queries[q], dim)
-                found, found_scores = found[:n], found_scores[:n]
-            results.append(list(zip(found.tolist(), found_scores.tolist(), strict=True)))
-        return results
-
 
 class Retriever:
     """Ranks articles for a batch of queries (texts, and their full-dim vectors where the retriever needs them)."""
@@ -99,7 +68,7 @@ class Retriever:
     def __init__(self, view: View) -> None:
         self.view = view
 
-    def rank(self, queries: list[str], vectors: np.ndarray | None, depth: int, allowed: np.ndarray | None) -> Ranked:
+    def rank(self, queries: list[str], vectors: np.ndarray | None, depth: int, allowed: Restriction | None) -> Ranked:
         total = self.view.candidates(allowed)
         if total == 0:
             return [[] for _ in queries]
@@ -115,7 +84,7 @@ class Dense(Retriever):
         self.dim = dim
 
     def chunks(self, queries, vectors, n: int, allowed):
-        return self.view.dense_chunks(vectors, self.dim, n, allowed)
+        return self.view.reader.dense(vectors, self.dim, n, allowed)
 
 
 class Funnel(Retriever):
@@ -124,13 +93,7 @@ class Funnel(Retriever):
         self.dim, self.small, self.shortlist = dim, small, shortlist
 
     def chunks(self, queries, vectors, n: int, allowed):
-        full = matryoshka(vectors, self.dim)
-        results = []
-        for q, found in enumerate(self.view.dense_chunks(vectors, self.small, max(n, self.shortlist), allowed)):
-            rows = np.array([row for row, _ in found], dtype=np.int64)
-            ranked, scores = self.view.rescore(rows, full[q], self.dim) if len(rows) else (rows, rows)
-            results.append(list(zip(ranked.tolist(), scores.tolist(), strict=True)))
-        return results
+        return self.view.reader.funnel(vectors, self.dim, self.small, self.shortlist, n, allowed)
 
 
 class Lexical(Retriever):
@@ -139,13 +102,8 @@ class Lexical(Retriever):
         self.weight = lexicon_weight
 
     def chunks(self, queries, vectors, n: int, allowed):
-        index = self.view.snapshot.lexical
-        mask = None
-        if allowed is not None:
-            mask = np.zeros(index.size, dtype=np.float32)
-            mask[allowed] = 1.0
         expansions = [expansion(q) for q in queries] if self.weight > 0 else None
-        return index.search(queries, n, mask, expansions, self.weight)
+        return self.view.reader.lexical(queries, n, allowed, expansions, self.weight)
 
 
 class Hybrid(Retriever):

@@ -29,13 +29,14 @@ from .dates import check_day
 from .echoes import bounded, redacted, shown
 from .embedding import recorded_runtime
 from .errors import LegalSearchError, ModelError, QueryError, UsageError
+from .modes import SEARCH_MODES
 from .search import MAX_QUERY_CHARS, Filters, LegalSearch
 from .web import DOCS_CSP, PAGE_CSP, add_pages, field_problem, is_page
 
 MAX_K = 100  # the CLI and Python allow up to search.MAX_K (1000): a server bounds the work one request costs
 MAX_BATCH = 64
 MAX_BODY_BYTES = 1_000_000
-Mode = Literal["dense", "funnel", "lexical", "hybrid"]
+Mode = Literal[SEARCH_MODES]  # the registry of modes.py
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 BROWSER_PATHS = ("/docs", "/static/", "/static-offline-docs/", "/openapi.json")  # what a browser opens or loads
 TOKEN_PAGE = (
@@ -86,9 +87,7 @@ class FilterRequest(Strict):
     )
 
     def to_filters(self) -> Filters:
-        return Filters(
-            tuple(self.laws), tuple(self.rangos), tuple(self.kinds), self.vigentes, self.as_of, tuple(self.materias)
-        )
+        return Filters.build(self.laws, self.rangos, self.kinds, self.vigentes, self.as_of, self.materias)
 
     def values(self) -> list:
         return [self.laws, self.rangos, self.kinds, self.as_of, self.materias]

@@ -48,7 +48,7 @@ def test_dense_and_funnel_score_is_the_cosine_and_hit_cosine_agrees(search) -> N
         for hit in hits:
             assert hit.cosine == pytest.approx(hit.score, abs=1e-4), mode
         vector = search.embed(["vacaciones anuales retribuidas"])
-        row = search._db().execute("SELECT row FROM chunks WHERE boe_id = ? AND article_id = ?",
+        row = search._snapshot.connection.execute("SELECT row FROM chunks WHERE boe_id = ? AND article_id = ?",
                                    (hits[0].boe_id, hits[0].article_id)).fetchone()[0]  # fmt: skip
         chunk = search._snapshot.vectors(np.array([row]))
         assert hits[0].score == pytest.approx(float(matryoshka(chunk, 32)[0] @ matryoshka(vector, 32)[0]), abs=1e-4)
@@ -59,7 +59,7 @@ def test_lexical_score_is_bm25_and_hybrid_a_fused_share_in_0_1(search) -> None:
     [top] = search.search(query, k=1, mode="lexical", priors=None)
     index = search._snapshot.lexical
     weights = {token: 1.0 for token in analyze([query])[0]}
-    row = search._db().execute("SELECT row FROM chunks WHERE boe_id = ? AND article_id = ?",
+    row = search._snapshot.connection.execute("SELECT row FROM chunks WHERE boe_id = ? AND article_id = ?",
                                (top.boe_id, top.article_id)).fetchone()[0]  # fmt: skip
     assert top.score == pytest.approx(float(index.scores(weights)[row]), rel=1e-4) and top.cosine is None
     for query in ("fianza en metálico", "vacaciones", "plazo de diez días"):

@@ -30,6 +30,12 @@ REPEALED = REPEALED.replace(b"BOE-A-2099-1", b"BOE-A-2099-9").replace(b"Ley 1/20
 API_LAW = METADATA.replace(b"</data></response>", b"") + TEXTO.split(b"<data>", 1)[1]
 
 
+
+def chunk_rows(search: LegalSearch, hit) -> list[int]:
+    """The global rows of the chunks of a hit's unit (the local engine's snapshot)."""
+    query = "SELECT row FROM chunks WHERE boe_id = ? AND article_id = ? AND wording = '' ORDER BY row"
+    return [r[0] for r in search._snapshot.connection.execute(query, (hit.boe_id, hit.article_id))]
+
 @pytest.fixture(scope="module")
 def index(tmp_path_factory, encoder) -> Path:
     folder = tmp_path_factory.mktemp("modes")
@@ -117,7 +123,7 @@ def test_funnel_rescores_with_the_cosines_of_the_vector_file(index, encoder, tmp
     flat = kind == "flat"
     assert (segment.float_rows(128) is not None) == flat, "read from a flat float FAISS index, else the float16 file"
     for hit in hits:  # the float index's rows are the file's vectors, re-normalised: the same cosines
-        rows = search._chunk_rows_of(search._cited_key(hit))
+        rows = chunk_rows(search, hit)
         assert hit.score == pytest.approx(float((matryoshka(full[rows], 128) @ vector).max()), abs=1e-5)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
@@ -189,7 +195,7 @@ def test_quantized_indexes_are_rescored_in_full_precision(index, encoder, tmp_pa
         hits = quantized.search(query, k=3, dim=64, mode="dense")
         vector = matryoshka(encoder.encode([query]), 64)[0]
         for hit in hits:  # every score is the float cosine at that dim, not a quantized one
-            rows = quantized._chunk_rows_of(quantized._cited_key(hit))
+            rows = chunk_rows(quantized, hit)
             assert hit.score == pytest.approx(float((matryoshka(full[rows], 64) @ vector).max()), abs=1e-4)
         assert keys(hits)[0] == keys(exact.search(query, k=3, dim=64, mode="dense"))[0]
 

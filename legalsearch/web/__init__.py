@@ -14,7 +14,8 @@ from markupsafe import Markup, escape
 from ..dates import check_day
 from ..echoes import shown
 from ..errors import LegalSearchError, QueryError, UsageError
-from ..search import SEARCH_MODES, Filters, LegalSearch, NoEarlierWordings
+from ..modes import MODES, SEARCH_MODES
+from ..search import Filters, LegalSearch, NoEarlierWordings
 from .present import (
     article_for,
     bare_title,
@@ -44,8 +45,7 @@ FIELD_LABELS = {
     "fecha": "«A fecha de»", "desde": "«Desde»", "hasta": "«Hasta»", "k": "El número de resultados",
     "boe_id": "La ley", "article_id": "El artículo",
 }  # fmt: skip
-MODE_LABELS = {"hybrid": "Palabras y significado", "dense": "Por significado", "funnel": "Por significado (rápido)",
-               "lexical": "Por palabras"}  # fmt: skip
+MODE_LABELS = {mode.name: mode.label_es for mode in MODES}
 MAX_PAGES = 10  # "más resultados" goes this many pages deep
 WORD = re.compile(r"\w+|\W+")
 TYPED_DAY = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$")
@@ -166,7 +166,7 @@ class Pages:
         if q.strip():
             error = self._search_problem(laws, rangos, ley, rango, fecha)
         if q.strip() and error is None:
-            filters = Filters((ley,) if ley else (), (rango,) if rango else (), (), vigentes, fecha or None)
+            filters = Filters.build(ley, rango, None, vigentes, fecha)
             try:
                 found = self.search.search(q, k=pagina * k + 1, mode=modo or None, filters=filters)
                 hits, more = found[(pagina - 1) * k : pagina * k], len(found) > pagina * k and pagina < MAX_PAGES
