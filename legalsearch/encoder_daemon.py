@@ -179,7 +179,7 @@ class DaemonEncoder:
         self.plan = plan
         self.info = plan.info
         self.key = daemon_key(plan)
-        self.socket_path, _, _ = _paths(folder, self.key)
+        self.socket_path, self.lock_path, _ = _paths(folder, self.key)
         self._conn: socket.socket | None = None
         self._failed = False
         self._local: QueryEncoder | None = None
@@ -276,20 +276,20 @@ class DaemonEncoder:
 
     # reaching the daemon
     def _connect_or_start(self) -> socket.socket:
-        try:
-            return self._connect()
-        except OSError:
-            pass
-        answer = _start(self.plan, START_WAIT)
-        if answer == "ready":
-            return self._connect()
-        if answer == "busy":  # another ask started it first: it is loading the model
-            deadline = time.monotonic() + START_WAIT
-            while time.monotonic() < deadline:
-                with contextlib.suppress(OSError):
-                    return self._connect()
+        """A connection to the daemon: the running one's, else one this process starts (at most twice), waiting
+        while a daemon holds the model's lock (it is loading)."""
+        deadline, starts = time.monotonic() + START_WAIT, 0
+        while True:
+            with contextlib.suppress(OSError):
+                return self._connect()
+            if time.monotonic() >= deadline:
+                raise DaemonError
+            if _locked(self.lock_path):
                 time.sleep(0.02)
-        raise DaemonError
+            elif starts == 2 or not _start(self.plan, deadline - time.monotonic()):
+                raise DaemonError
+            else:
+                starts += 1
 
     def _connect(self) -> socket.socket:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -302,6 +302,21 @@ class DaemonEncoder:
             conn.close()
             raise
         return conn
+
+
+def _locked(path: Path) -> bool:
+    """Whether a daemon holds the lock at `path` (it lives, perhaps still loading its model)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # and with it the shared lock, if this process took it
+    return False
 
 
 def _token_counts(counts: object, texts: int) -> bool:
@@ -508,6 +523,20 @@ def _say(word: str) -> None:
         os.close(null)
 
 
+def _take_lock(path: Path) -> bool:
+    """Hold the model's lock for the life of this process; False when another daemon holds it. A few tries: a
+    client looks at the lock (a shared lock, for an instant) to learn whether a daemon lives."""
+    lock = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    for _ in range(5):
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True  # `lock` stays open: the lock lasts until this process ends
+        except OSError:
+            time.sleep(0.01)
+    os.close(lock)
+    return False
+
+
 def serve(plan: LeanPlan) -> int:
     """Run the daemon of `plan` until it has been idle long enough; 0 when it ran or another one runs."""
     os.chdir("/")
@@ -516,10 +545,7 @@ def serve(plan: LeanPlan) -> int:
         return 2
     key = daemon_key(plan)
     path, lock_path, log_path = _paths(folder, key)
-    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    if not _take_lock(lock_path):
         _say("busy")
         return 0
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -529,9 +555,9 @@ def serve(plan: LeanPlan) -> int:
     with quiet_third_party():
         encoder = plan.build()
         encoder.encode(["¿?"])  # the first inference allocates what later ones reuse
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     listener = _listen(path)
     daemon = Daemon(encoder, key, listener, path, idle_seconds())
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _say("ready")
     try:
         daemon.run()

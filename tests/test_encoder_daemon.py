@@ -265,3 +265,21 @@ def test_an_idle_daemon_goes_and_takes_its_socket_with_it(
     again = daemon_encoder(plan_of(exported))
     again.encode(TEXTS[:1])
     assert again.served, "the next ask starts a new one"
+
+
+def test_asks_at_once_share_one_daemon(exported: Path, daemons: Path) -> None:
+    plan = plan_of(exported)
+    expected = plan.build().encode(TEXTS)
+    encoders = [daemon_encoder(plan) for _ in range(3)]
+    results: list = [None] * len(encoders)
+
+    def run(i: int) -> None:
+        results[i] = encoders[i].encode(TEXTS)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(encoders))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(np.array_equal(found, expected) for found in results)
+    assert all(e.served for e in encoders) and len(running_daemons(daemons)) == 1
