@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from .folding import fold
-from .sources.structure import _SUFFIX, parse_heading
+from .headings import _SUFFIX, parse_heading
 
 # Abbreviations lawyers use, folded; each maps to the law's BOE id.
 ALIASES: dict[str, str] = {

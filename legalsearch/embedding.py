@@ -60,6 +60,14 @@ def default_model() -> str:
     return os.environ.get("LEGALSEARCH_MODEL", DEFAULT_MODEL)
 
 
+def same_model(recorded: dict, model_id: str) -> bool:
+    """Whether `model_id` (a hub id or folder) names the model an index was built with."""
+    if model_id == recorded["id"]:
+        return True
+    folder = Path(model_id).expanduser()
+    return folder.exists() and str(folder.resolve()) == recorded["id"]
+
+
 def _local_revision(folder: Path) -> str:
     """A fingerprint of a local model folder: its small config files' contents and its weights' sizes."""
     digest = hashlib.sha256()

@@ -21,8 +21,8 @@ import numpy as np
 
 from .embedding import Encoder
 from .errors import LegalSearchError
+from .headings import parse_heading
 from .matryoshka import matryoshka
-from .sources.structure import parse_heading
 
 ACCURACY_K = (1, 3, 5, 10)
 NDCG_K = MRR_K = 10

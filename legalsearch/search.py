@@ -15,14 +15,13 @@ import numpy as np
 
 from .browse import Browsing, NoEarlierWordings, check_date  # noqa: F401 (NoEarlierWordings re-exported)
 from .citations import find_citation, named_day, named_law, range_holds, short_name
-from .embedding import Encoder, check_requested_runtime, check_runtime, load_cross_encoder
+from .embedding import Encoder, check_requested_runtime, check_runtime, load_cross_encoder, same_model
 from .engines import StoreSpec
 from .engines.base import Reader, Restriction
 from .engines.local import LocalReader
 from .errors import ModelError, QueryError
 from .filters import KIND_GROUPS, Filters  # noqa: F401 (re-exported)
 from .hits import Hit, cite  # noqa: F401 (re-exported)
-from .indexing import same_model
 from .modes import SEARCH_MODES
 from .pinning import index_errors
 from .pull import usable_mode
