@@ -25,3 +25,8 @@ MODES = (
 )  # fmt: skip
 SEARCH_MODES = tuple(mode.name for mode in MODES)
 BY_NAME = {mode.name: mode for mode in MODES}
+
+
+def choices() -> str:
+    """ "dense, funnel, lexical or hybrid": the modes as help texts name them."""
+    return ", ".join(SEARCH_MODES[:-1]) + " or " + SEARCH_MODES[-1]

@@ -29,6 +29,7 @@ from .dates import check_day
 from .echoes import bounded, redacted, shown
 from .embedding import recorded_runtime
 from .errors import LegalSearchError, ModelError, QueryError, UsageError
+from . import modes
 from .modes import SEARCH_MODES
 from .search import MAX_QUERY_CHARS, Filters, LegalSearch
 from .web import DOCS_CSP, PAGE_CSP, add_pages, field_problem, is_page
@@ -96,7 +97,7 @@ class FilterRequest(Strict):
 class SearchOptions(Strict):
     k: int = Field(default=5, ge=1, le=MAX_K, description="How many units to return.")
     dim: int | None = Field(default=None, ge=1, description="Vector size to search with (see GET /health, dims).")
-    mode: Mode | None = Field(default=None, description="dense, funnel, lexical or hybrid (default: the index's).")
+    mode: Mode | None = Field(default=None, description=f"{modes.choices()} (default: the index's).")
     filters: FilterRequest = Field(default_factory=FilterRequest, description="Restrictions applied before top k.")
     shortlist: int | None = Field(default=None, ge=1, le=10_000, description="Candidates the funnel mode rescores.")
 
