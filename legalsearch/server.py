@@ -24,12 +24,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, server_models
+from . import __version__, modes, server_models
 from .dates import check_day
 from .echoes import bounded, redacted, shown
 from .embedding import recorded_runtime
 from .errors import LegalSearchError, ModelError, QueryError, UsageError
-from . import modes
 from .modes import SEARCH_MODES
 from .search import MAX_QUERY_CHARS, Filters, LegalSearch
 from .web import DOCS_CSP, PAGE_CSP, add_pages, field_problem, is_page
