@@ -41,6 +41,7 @@ INDEX_MANIFEST = "index.json"
 CATALOGUE = "catalogue.sqlite.gz"
 CHANGES = "changes.sqlite.gz"
 PART_ROWS = 1 << 17  # rows per vectors file: 256 MB at 1024 dims (float16)
+TEXT_BATCH = 16384  # chunk texts analysed for BM25 at a time when a release is installed
 PROBE_COSINE = 0.99  # a local model must give each probe text at least this cosine with the published vector
 PROBES = 5
 DIGESTS = "CREATE TABLE IF NOT EXISTS digests (boe_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL)"
@@ -651,12 +652,24 @@ def _segments_from_part(connection, target: Path, part: Path, rows: int, layout,
 
     records = []
     for number, vectors in enumerate(read_vector_parts(part, rows, layout.full_dim)):
-        first = number * PART_ROWS
-        texts = _part_texts(connection, first, len(vectors))
-        if len(texts) != len(vectors):
-            raise ReleaseError(f"{part}: {len(vectors)} vectors but {len(texts)} chunks at rows {first}…; pull again")
-        records.append(segments.write(target, vectors, texts, layout, on_step=on_step))
+        postings = _postings(connection, number * PART_ROWS, len(vectors), part)
+        records.append(segments.write(target, vectors, [], layout, on_step=on_step, postings=postings))
     return records
+
+
+def _postings(connection: sqlite3.Connection, first: int, count: int, part: Path):
+    """The BM25 postings of part rows first… first+count, their texts rebuilt and analysed `TEXT_BATCH` at a
+    time, merged without re-tokenising: memory holds one batch's tokens, whatever the part's size."""
+    from . import lexical
+
+    built = []
+    for start in range(first, first + count, TEXT_BATCH):
+        size = min(TEXT_BATCH, first + count - start)
+        texts = _part_texts(connection, start, size)
+        if len(texts) != size:
+            raise ReleaseError(f"{part}: chunk rows missing from the catalogue part at {start}…; pull again")
+        built.append(lexical.Postings.build(texts))
+    return lexical.Postings.merge([(p, None) for p in built])
 
 
 def _insert_segments(connection: sqlite3.Connection, records: list[dict], base: int) -> None:
