@@ -29,6 +29,7 @@ import json
 import shutil
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -396,15 +397,15 @@ class PlainBytes(PlainProgress):
 
 # --- answers before the model arrives ---------------------------------------------------------------------------
 
-_checked: dict[tuple[int, str], str | None] = {}  # (id of the reader, series+sequence) → the problem, or None
-_noted: set[tuple[str, str]] = set()
+_checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # reader → {release: problem or None}
+_noted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # reader → the problems said already
 _lock = threading.Lock()
 
 
 def usable_mode(search, mode: str | None, note: Callable[[str], None] | None = None) -> str | None:
     """The mode a search of `search` (a `LegalSearch`) runs in: `mode` itself, except on a pulled index whose
     query model does not give the publisher's vectors: a dense mode asked for is refused (`ModelError`, one line
-    naming the difference); the default search answers lexically, with a note (once per index and problem)."""
+    naming the difference); the default search answers lexically, with a note (once per reader and problem)."""
     try:
         record = read_follow(search.path)
     except IndexFormatError:
@@ -420,8 +421,9 @@ def usable_mode(search, mode: str | None, note: Callable[[str], None] | None = N
     if mode is not None:
         raise ModelError(f"{search.path}: {mode} search refused: {problem}; --mode lexical answers without the model")
     with _lock:
-        fresh = (str(search.path), problem) not in _noted
-        _noted.add((str(search.path), problem))
+        said = _noted.setdefault(search, set())
+        fresh = problem not in said
+        said.add(problem)
     if fresh:
         (note or _stderr_note)(f"{search.path}: answering lexically: {problem}")
     return "lexical"
@@ -434,13 +436,15 @@ def _stderr_note(message: str) -> None:
 
 
 def _model_problem(search, record: dict) -> str | None:
-    key = (id(search), f"{record.get('series')}-{record.get('sequence')}")
+    """`model_problem`, computed once per reader and release held."""
+    key = f"{record.get('series')}-{record.get('sequence')}"
     with _lock:
-        if key in _checked:
-            return _checked[key]
+        known = _checked.get(search, {})
+        if key in known:
+            return known[key]
     problem = model_problem(record, search)
     with _lock:
-        _checked[key] = problem
+        _checked.setdefault(search, {})[key] = problem
     return problem
 
 
