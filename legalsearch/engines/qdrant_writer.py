@@ -1,0 +1,552 @@
+"""The Qdrant engine's writer: one writing run holding the store's lock, every change one commit.
+
+A commit C marks the replaced points `removed = C`, upserts the new ones with `added = C` (point ids: keys
+allocated from the previous state's counter), appends each touched term's document frequency at C, writes the
+state point of C and, last, the head (the commit marker). A reader keeps reading the commit its head named. A run
+killed before the head moved leaves points and entries after the head's commit; the next writer removes them
+(`tidy`) before anything else. `compact` deletes the points no commit since reads (removed ones)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+
+from .. import lexical
+from ..documents import Chunk
+from ..store import IndexContents, StoredLaw, now, pause, static_manifest
+from .base import Writer
+from .qdrant_points import (
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    after,
+    bm25_values,
+    bucket_ids,
+    bucket_of,
+    chunk_payload,
+    df_at,
+    law_of,
+    law_payload,
+    match,
+    stored_vectors,
+    unit_payloads,
+    visible,
+)  # fmt: skip
+from .qdrant_store import KINDS, Connection, StoreBusy, point_id
+
+SHARDS_ENV, REPLICAS_ENV, ON_DISK_ENV = "QDRANT_SHARDS", "QDRANT_REPLICATION_FACTOR", "QDRANT_ON_DISK"
+_held = threading.local()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _empty_state() -> dict:
+    return {
+        "commit": 0, "chunks": 0, "total_length": 0, "next_key": 1, "next_term": 0, "sources": {}, "created": None,
+        "counts": {"laws": 0, "articles": 0, "earlier_wordings": 0, "chunks": 0},
+    }  # fmt: skip
+
+
+def manifest_of(head: dict, state: dict) -> dict:
+    """The manifest as the query side reads it: the static part the head holds, the commit's facts."""
+    manifest = dict(head["manifest"])
+    manifest.setdefault("defaults", {})
+    manifest.update(
+        commit=state["commit"], updated=state["at"], created=state["created"], counts=dict(state["counts"]),
+        segments=[], sources=dict(state["sources"]), files={}, engine="qdrant",
+    )  # fmt: skip
+    return manifest
+
+
+class QdrantWriter(Writer):
+    def __init__(self, spec) -> None:
+        self.spec = spec
+        self.conn: Connection | None = None
+        self._nested = False
+
+    # --- the lock ------------------------------------------------------------------------------------------
+    def __enter__(self) -> QdrantWriter:
+        held = getattr(_held, "labels", None)
+        if held is None:
+            held = _held.labels = set()
+        self.conn = Connection(self.spec)
+        if self.spec.label in held:  # `sync` holds it around the `index` runs it makes
+            self._nested = True
+            return self
+        try:
+            self._take_lock()
+            held.add(self.spec.label)
+            self.tidy()
+        except BaseException:
+            self.conn.close()
+            raise
+        return self
+
+    def _take_lock(self) -> None:
+        from qdrant_client import models as m
+
+        conn = self.conn
+        if conn.meta not in conn.collections():
+            conn.call("create_collection", conn.meta, vectors_config={})
+        for attempt in range(2):
+            if conn.lock_collection in conn.collections():
+                owner = conn.meta_point("lock") or {}
+                stale = owner.get("host") == socket.gethostname() and not _alive(int(owner.get("pid", 0) or 0))
+                if not stale or attempt:
+                    who = f"pid {owner.get('pid', '?')} on {owner.get('host', '?')} since {owner.get('at', '?')}"
+                    raise StoreBusy(
+                        f"{conn.label}: another legalsearch is writing this index ({who}); wait for it to finish and "
+                        f"run again (if that process is gone, delete the collection {conn.lock_collection})"
+                    )
+                conn.call("delete_collection", conn.lock_collection)
+            try:
+                conn.call("create_collection", conn.lock_collection, vectors_config={})
+                break
+            except Exception:  # another writer created it first
+                if attempt:
+                    raise
+        owner = {"kind": "lock", "pid": os.getpid(), "host": socket.gethostname(), "at": now()}
+        conn.upsert(conn.meta, [m.PointStruct(id=point_id("lock"), vector={}, payload=owner)])
+
+    def __exit__(self, *exc) -> None:
+        if self.conn is None:
+            return
+        try:
+            if not self._nested:
+                _held.labels.discard(self.spec.label)
+                self.conn.call("delete", self.conn.meta, points_selector=[point_id("lock")])
+                self.conn.call("delete_collection", self.conn.lock_collection)
+        finally:
+            self.conn.close()
+            self.conn = None
+
+    # --- what killed runs left ---------------------------------------------------------------------------
+    def tidy(self) -> None:
+        """Remove what a killed writer left after the head's commit: points added, removals marked, terms and
+        frequencies, state records, and a rewrite's collections the head does not name."""
+        conn = self.conn
+        head = conn.head()
+        generation = head["generation"] if head else None
+        for other in conn.generations() - {generation}:
+            for kind in KINDS:
+                if conn.collection(other, kind) in conn.collections():
+                    conn.call("delete_collection", conn.collection(other, kind))
+        if head is None:
+            return
+        commit = head["commit"]
+        for kind in ("chunks", "units", "laws"):
+            name = conn.collection(generation, kind)
+            conn.call("delete", name, points_selector=after("added", commit))
+            conn.call("delete_payload", name, keys=["removed"], points=after("removed", commit))
+        terms = conn.collection(generation, "terms")
+        for point in list(conn.scroll(terms, after("latest", commit))):
+            kept = {}
+            for term, entry in point.payload["terms"].items():
+                if entry["created"] <= commit:
+                    kept[term] = {**entry, "df": [e for e in entry["df"] if e[0] <= commit]}
+            conn.call("set_payload", terms, payload={"terms": kept, "latest": commit}, points=[point.id])
+        conn.call("delete", conn.meta, points_selector=_states_after(commit))
+
+    # --- reading what is held ----------------------------------------------------------------------------
+    def _head(self) -> dict:
+        head = self.conn.head()
+        if head is None:
+            raise self.conn.no_index()
+        return head
+
+    def exists(self) -> bool:
+        return self.conn.head() is not None
+
+    def manifest(self) -> dict:
+        head = self._head()
+        return manifest_of(head, self.conn.state(head["commit"]))
+
+    def _live(self, kind: str, must=None, payload=True, vectors=False):
+        head = self._head()
+        return self.conn.scroll(
+            self.conn.collection(head["generation"], kind), visible(head["commit"], must), payload, vectors
+        )
+
+    def law_states(self) -> dict[str, dict]:
+        states = {}
+        for point in self._live("laws"):
+            row = point.payload["row"]
+            states[row["boe_id"]] = {
+                "fecha_actualizacion": row["fecha_actualizacion"], "fecha_publicacion": row["fecha_publicacion"],
+                "source_format": row["source_format"], "units": point.payload["articles"],
+            }  # fmt: skip
+        return states
+
+    def known_vectors(self, content_hashes: set[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        hashes = sorted(content_hashes)
+        for start in range(0, len(hashes), 256):
+            batch = [match("content_hash", hashes[start : start + 256])]
+            for point in self._live("chunks", batch, ["content_hash"], ["full"]):
+                found[point.payload["content_hash"]] = np.asarray(point.vector["full"], dtype=np.float32)
+        return found
+
+    def contents(self) -> IndexContents:
+        manifest = self.manifest()
+        contents = IndexContents(
+            model=manifest["model"], dims=manifest["dims"], faiss_kind=manifest["faiss"]["kind"],
+            max_tokens=manifest["chunking"]["max_tokens"], quantize=manifest["faiss"].get("quantize", "none"),
+            sources=manifest.get("sources", {}), defaults=manifest.get("defaults", {}),
+        )  # fmt: skip
+        units: dict[str, list[dict]] = {}
+        for point in self._live("units"):
+            units.setdefault(point.payload["boe_id"], []).append(point.payload)
+        chunks: dict[str, list] = {}
+        for point in self._live("chunks", vectors=["full"]):
+            chunks.setdefault(point.payload["boe_id"], []).append(point)
+        for point in sorted(self._live("laws"), key=lambda p: p.payload["key"]):
+            boe_id = point.payload["boe_id"]
+            held = sorted(chunks.get(boe_id, []), key=lambda p: p.payload["key"])
+            law = law_of(point.payload, units.get(boe_id, []))
+            listed = [
+                Chunk(p.payload["chunk_id"], boe_id, p.payload["article_id"], p.payload["part"], p.payload["text"],
+                      p.payload["wording"] or None)
+                for p in held
+            ]  # fmt: skip
+            vectors = np.array([p.vector["full"] for p in held], dtype=np.float32).reshape(len(held), -1)
+            contents.laws.append(StoredLaw(law, listed, vectors, point.payload["row"].get("source_sha256")))
+        return contents
+
+    # --- commits -----------------------------------------------------------------------------------------
+    def commit(self, change, on_step=None) -> dict:
+        head = self._head()
+        state = self.conn.state(head["commit"])
+        _Commit(self.conn, head["generation"], state, head["manifest"], change, on_step).run()
+        return self.manifest()
+
+    def write_all(self, contents: IndexContents, kind: str, on_step=None) -> dict:
+        """A new generation of collections written whole, then the head moved to it; the old one deleted."""
+        from ..store import Change
+
+        conn = self.conn
+        head = conn.head()
+        generation = max({0, *conn.generations(), *([head["generation"]] if head else [])}) + 1
+        created = head["manifest"].get("created") if head else None
+        manifest = static_manifest(contents, created)
+        self._create(generation, contents)
+        state = _empty_state()
+        state["commit"] = head["commit"] if head else 0
+        state["created"] = created
+        change = Change(added=contents.laws, sources=contents.sources, embedded=contents.build.get("embedded", 0))
+        change.kind = kind
+        _Commit(conn, generation, state, manifest, change, on_step).run()
+        if head is not None:
+            for name in KINDS:
+                conn.call("delete_collection", conn.collection(head["generation"], name))
+        return self.manifest()
+
+    def _create(self, generation: int, contents: IndexContents) -> None:
+        from qdrant_client import models as m
+
+        conn = self.conn
+        server = {} if conn.local else _cluster_settings()
+        on_disk = os.environ.get(ON_DISK_ENV, "") not in ("", "0") and not conn.local
+        quantization = None if conn.local else _quantization(contents.quantize)
+        vectors = {"full": m.VectorParams(size=contents.model["dim"], distance=m.Distance.DOT, on_disk=on_disk)}
+        for dim in contents.dims:
+            vectors[f"d{dim}"] = m.VectorParams(
+                size=dim, distance=m.Distance.DOT, on_disk=on_disk, quantization_config=quantization
+            )
+        conn.call(
+            "create_collection", conn.collection(generation, "chunks"), vectors_config=vectors,
+            sparse_vectors_config={"bm25": m.SparseVectorParams()}, on_disk_payload=on_disk or None, **server,
+        )  # fmt: skip
+        for kind in ("units", "laws", "terms"):
+            conn.call("create_collection", conn.collection(generation, kind), vectors_config={}, **server)
+        if conn.local:
+            return  # local mode scans payloads; an index there only warns
+        for kind in KINDS:
+            for name in KEYWORD_FIELDS[kind]:
+                conn.call("create_payload_index", conn.collection(generation, kind), name, m.PayloadSchemaType.KEYWORD)
+            for name in INTEGER_FIELDS[kind]:
+                conn.call("create_payload_index", conn.collection(generation, kind), name, m.PayloadSchemaType.INTEGER)
+
+    def compact(self, everything: bool, on_step=None) -> dict | None:
+        """Delete the points replaced or removed by a commit up to the head's, and the frequencies no commit
+        from the head on reads; one commit (kind compact) so that readers reopen."""
+        from qdrant_client import models as m
+
+        started = time.perf_counter()
+        conn = self.conn
+        head = self._head()
+        commit, generation = head["commit"], head["generation"]
+        removed = m.Filter(must=[m.FieldCondition(key="removed", range=m.Range(lte=commit))])
+        dropped = sum(
+            conn.call("count", conn.collection(generation, k), count_filter=removed, exact=True).count
+            for k in ("chunks", "units", "laws")
+        )
+        terms = conn.collection(generation, "terms")
+        pruned = []
+        for point in conn.scroll(terms, None):
+            held = point.payload["terms"]
+            kept = {t: {**e, "df": [[commit, df_at(e, commit)]]} for t, e in held.items() if df_at(e, commit)}
+            if any(len(e["df"]) > 1 for e in held.values()) or len(kept) != len(held):
+                pruned.append((point.id, kept))
+        if not dropped and not pruned:
+            return None
+        for kind in ("chunks", "units", "laws"):
+            conn.call("delete", conn.collection(generation, kind), points_selector=removed)
+        for pid, kept in pruned:
+            conn.call("set_payload", terms, payload={"terms": kept}, points=[pid])
+        state = dict(conn.state(commit))
+        state.update(commit=commit + 1, at=now(), kind="compact", laws_added=[], laws_removed=[], chunks_added=0,
+                     chunks_deleted=0, embedded=0)  # fmt: skip
+        _write_state(conn, state)
+        pause("before-commit")
+        _move_head(conn, commit + 1, generation, head["manifest"])
+        pause("committed")
+        return {"merged": dropped, "rows": state["chunks"], "seconds": round(time.perf_counter() - started, 3)}
+
+    def update_defaults(self, changes: dict) -> dict:
+        head = self._head()
+        manifest = dict(head["manifest"])
+        manifest["defaults"] = {**manifest.get("defaults", {}), **changes}
+        _move_head(self.conn, head["commit"], head["generation"], manifest)
+        return self.manifest()
+
+    # --- what `sync` remembers ---------------------------------------------------------------------------
+    def norm_states(self) -> dict[str, dict]:
+        rows = self.conn.scroll(self.conn.meta, _kind("norm"))
+        return {
+            p.payload["boe_id"]: {k: p.payload[k] for k in ("fecha_actualizacion", "state", "checked", "error")}
+            for p in rows
+        }
+
+    def record_norms(self, rows) -> None:
+        from qdrant_client import models as m
+
+        points = [
+            m.PointStruct(
+                id=point_id(f"norm:{boe_id}"),
+                vector={},
+                payload={
+                    "kind": "norm",
+                    "boe_id": boe_id,
+                    "fecha_actualizacion": fecha,
+                    "state": state_,
+                    "checked": checked,
+                    "error": error,
+                },
+            )
+            for boe_id, fecha, state_, checked, error in rows
+        ]
+        self.conn.upsert(self.conn.meta, points)
+
+    def log_sync(self, at: str, report: dict) -> None:
+        from qdrant_client import models as m
+
+        seq = time.time_ns()
+        point = m.PointStruct(
+            id=point_id(f"sync:{seq}:{os.getpid()}"), vector={}, payload={"kind": "sync", "seq": seq, "at": at,
+                                                                           "report": report}
+        )  # fmt: skip
+        self.conn.upsert(self.conn.meta, [point])
+
+
+def _kind(kind: str):
+    from qdrant_client import models as m
+
+    return m.Filter(must=[match("kind", [kind])])
+
+
+def _states_after(commit: int):
+    from qdrant_client import models as m
+
+    return m.Filter(must=[match("kind", ["state"]), m.FieldCondition(key="commit", range=m.Range(gt=commit))])
+
+
+def _write_state(conn: Connection, state: dict) -> None:
+    from qdrant_client import models as m
+
+    payload = {**state, "kind": "state"}
+    conn.upsert(conn.meta, [m.PointStruct(id=point_id(f"state:{state['commit']}"), vector={}, payload=payload)])
+
+
+def _move_head(conn: Connection, commit: int, generation: int, manifest: dict) -> None:
+    """The commit point: one point written whole."""
+    from qdrant_client import models as m
+
+    payload = {"kind": "head", "commit": commit, "generation": generation, "manifest": manifest, "at": now()}
+    conn.upsert(conn.meta, [m.PointStruct(id=point_id("head"), vector={}, payload=payload)])
+
+
+def _cluster_settings() -> dict:
+    settings = {}
+    if os.environ.get(SHARDS_ENV):
+        settings["shard_number"] = int(os.environ[SHARDS_ENV])
+    if os.environ.get(REPLICAS_ENV):
+        settings["replication_factor"] = int(os.environ[REPLICAS_ENV])
+    return settings
+
+
+def _quantization(quantize: str):
+    from qdrant_client import models as m
+
+    if quantize == "int8":
+        return m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
+    if quantize == "binary":
+        return m.BinaryQuantization(binary=m.BinaryQuantizationConfig(always_ram=True))
+    return None
+
+
+class _Commit:
+    """One commit: the replaced laws' points marked removed, the added laws' points written, term frequencies
+    and statistics carried forward, the state record, then the head."""
+
+    def __init__(self, conn, generation, state, manifest, change, on_step) -> None:
+        self.conn, self.generation, self.previous = conn, generation, state
+        self.manifest, self.change, self.on_step = manifest, change, on_step
+        self.commit = state["commit"] + 1
+
+    def name(self, kind: str) -> str:
+        return self.conn.collection(self.generation, kind)
+
+    def step(self, what: str) -> None:
+        if self.on_step is not None:
+            self.on_step(what)
+
+    def run(self) -> None:
+        change = self.change
+        replaced = sorted({s.law.boe_id for s in change.added} | set(change.removed))
+        old = self._retire(replaced)
+        tokens = [
+            s.tokens if s.tokens is not None else lexical.analyze([c.text for c in s.chunks]) for s in change.added
+        ]
+        delta: Counter = Counter()
+        for law_tokens in tokens:
+            for chunk_tokens in law_tokens:
+                delta.update(set(chunk_tokens))
+        for tf in old["tf"]:
+            delta.subtract(set(tf))
+
+        ids = self._terms(delta)
+        self.step("terms")
+        added = self._write(change.added, tokens, ids, old)
+        pause("segment-written")
+        previous = self.previous
+        counts = {
+            "laws": previous["counts"]["laws"] - old["laws"] + len(change.added),
+            "articles": previous["counts"]["articles"] - old["in_force"] + added["in_force"],
+            "earlier_wordings": previous["counts"]["earlier_wordings"] - old["earlier"] + added["earlier"],
+            "chunks": added["chunks"],
+        }
+        sources = {k: v for k, v in previous["sources"].items() if k not in change.dropped_sources}
+        sources.update(change.sources)
+        at = now()
+        stored = sorted(set(change.removed) - {s.law.boe_id for s in change.added})
+        _write_state(self.conn, {
+            "commit": self.commit, "at": at, "kind": change.kind, "created": previous.get("created") or at,
+            "counts": counts, "sources": sources, "chunks": added["chunks"], "total_length": added["total_length"],
+            "next_key": added["next_key"], "next_term": self.next_term,
+            "laws_added": [s.law.boe_id for s in change.added], "laws_removed": stored,
+            "chunks_added": added["written"], "chunks_deleted": len(old["tf"]), "embedded": change.embedded,
+        })  # fmt: skip
+        pause("before-commit")
+        _move_head(self.conn, self.commit, self.generation, self.manifest)
+        self.step("commit")
+        pause("committed")
+
+    def _retire(self, boe_ids: list[str]) -> dict:
+        """Mark the live points of these laws removed at this commit; what they held (for the statistics)."""
+        old = {"tf": [], "lengths": 0, "laws": 0, "in_force": 0, "earlier": 0}
+        if not boe_ids:
+            return old
+        conn, before = self.conn, self.previous["commit"]
+        for start in range(0, len(boe_ids), 256):
+            where = visible(before, [match("boe_id", boe_ids[start : start + 256])])
+            for kind, fields in (("chunks", ["tf", "length"]), ("units", ["wording"]), ("laws", False)):
+                points = list(conn.scroll(self.name(kind), where, fields))
+                if kind == "chunks":
+                    old["tf"] += [p.payload["tf"] for p in points]
+                    old["lengths"] += sum(p.payload["length"] for p in points)
+                elif kind == "units":
+                    old["earlier"] += sum(1 for p in points if p.payload["wording"])
+                    old["in_force"] += sum(1 for p in points if not p.payload["wording"])
+                else:
+                    old["laws"] += len(points)
+                ids = [p.id for p in points]
+                for at in range(0, len(ids), 512):
+                    conn.call(
+                        "set_payload", self.name(kind), payload={"removed": self.commit}, points=ids[at : at + 512]
+                    )
+        self.step("retired")
+        return old
+
+    def _terms(self, delta: Counter) -> dict[str, int]:
+        """Each term's sparse index id (new terms get the next ids); the frequency of each term this commit
+        changes, at this commit (the buckets holding them rewritten)."""
+        from qdrant_client import models as m
+
+        self.next_term = self.previous["next_term"]
+        buckets = {p.id: p.payload for p in self.conn.get(self.name("terms"), bucket_ids(delta))}
+        ids, changed = {}, set()
+        for term in sorted(delta):
+            pid = point_id(f"terms:{bucket_of(term)}")
+            bucket = buckets.setdefault(pid, {"bucket": bucket_of(term), "terms": {}, "latest": self.commit})
+            entry = bucket["terms"].get(term)
+            if entry is None:
+                entry = bucket["terms"][term] = {"id": self.next_term, "df": [], "created": self.commit}
+                self.next_term += 1
+            ids[term] = entry["id"]
+            if delta[term] or not entry["df"]:
+                df = df_at(entry, self.previous["commit"]) + delta[term]
+                entry["df"] = [e for e in entry["df"] if e[0] < self.commit] + [[self.commit, df]]
+                bucket["latest"] = self.commit
+                changed.add(pid)
+        points = [m.PointStruct(id=pid, vector={}, payload=buckets[pid]) for pid in sorted(changed)]
+        self.conn.upsert(self.name("terms"), points)
+        return ids
+
+    def _write(self, laws: list[StoredLaw], tokens, ids: dict[str, int], old: dict) -> dict:
+        from qdrant_client import models as m
+
+        conn, commit = self.conn, self.commit
+        previous = self.previous
+        chunks = previous["chunks"] - len(old["tf"]) + sum(len(s.chunks) for s in laws)
+        total = previous["total_length"] - old["lengths"] + sum(len(t) for law in tokens for t in law)
+        average = total / chunks if chunks else 1.0
+        key = previous["next_key"]
+        written = in_force = earlier = 0
+        layout = self.manifest
+        quantize = layout["faiss"].get("quantize", "none")
+        for stored, law_tokens in zip(laws, tokens, strict=True):
+            law = stored.law
+            conn.upsert(self.name("laws"), [m.PointStruct(id=key, vector={}, payload=law_payload(stored, key, commit))])
+            key += 1
+            units = unit_payloads(law, key, commit)
+            key += len(units)
+            in_force += len(law.articles)
+            earlier += len(law.history)
+            conn.upsert(self.name("units"), [m.PointStruct(id=u["key"], vector={}, payload=u) for u in units])
+            by_wording = {(u["article_id"], u["wording"]): u for u in units}
+            vectors = stored_vectors(stored.vectors, layout["dims"], quantize)
+            points = []
+            for i, (chunk, chunk_tokens) in enumerate(zip(stored.chunks, law_tokens, strict=True)):
+                payload = chunk_payload(chunk, key, by_wording[(chunk.article_id, chunk.version or "")], chunk_tokens,
+                                        commit)  # fmt: skip
+                named = {name: values[i].tolist() for name, values in vectors.items()}
+                named["bm25"] = bm25_values(payload["tf"], payload["length"], average, ids)
+                points.append(m.PointStruct(id=key, vector=named, payload=payload))
+                key += 1
+            conn.upsert(self.name("chunks"), points)
+            written += len(points)
+            self.step(law.boe_id)
+        return {"chunks": chunks, "total_length": total, "next_key": key, "written": written, "in_force": in_force,
+                "earlier": earlier}  # fmt: skip
