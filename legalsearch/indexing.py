@@ -17,10 +17,19 @@ import numpy as np
 
 from . import lexical
 from . import sources as sources_module
+from .catalogue import writes
 from .chunking import DEFAULT_MAX_TOKENS, chunk_law
 from .dates import check_day
 from .documents import Law
-from .embedding import DEFAULT_MODEL, Encoder, check_requested_runtime, check_runtime, dims_for, load_encoder
+from .embedding import (
+    DEFAULT_MODEL,
+    Encoder,
+    check_requested_runtime,
+    check_runtime,
+    dims_for,
+    load_encoder,
+    same_model,
+)
 from .errors import LegalSearchError, ModelError, ParseError, UsageError
 from .files import StorageError, check_writable, sha256_file
 from .progress import duration
@@ -228,14 +237,6 @@ def embed_with_estimate(
     return vectors
 
 
-def same_model(recorded: dict, model_id: str) -> bool:
-    """Whether `model_id` (a hub id or folder) names the model an index was built with."""
-    if model_id == recorded["id"]:
-        return True
-    folder = Path(model_id).expanduser()
-    return folder.exists() and str(folder.resolve()) == recorded["id"]
-
-
 @dataclass
 class BuildOptions:
     """What `legalsearch index` was asked for (None: what the index already records, else the default)."""
@@ -284,19 +285,19 @@ class Stored:
     def read(cls, index: Path) -> Stored:
         manifest = read_manifest(index, upgrade=True)
         check_files(index, manifest)
-        preference = {}
-        in_force = "" if manifest["format_version"] == 1 else " AND a.wording = ''"  # format 1: no wordings
         connection = connect(index / DATABASE)
         try:
-            for row in connection.execute(
-                "SELECT l.boe_id, l.fecha_actualizacion, l.fecha_publicacion, l.source_format, "
-                f"(SELECT COUNT(*) FROM articles a WHERE a.boe_id = l.boe_id{in_force}) FROM laws l"
-            ):
-                fmt_rank = FORMAT_PREFERENCE.index(row[3]) if row[3] in FORMAT_PREFERENCE else 99
-                preference[row[0]] = (row[4] > 1, row[1] or row[2] or "", -fmt_rank)
+            states = writes.law_states(connection, worded=manifest["format_version"] != 1)  # format 1: no wordings
         finally:
             connection.close()
-        return cls(manifest, preference)
+        return cls(manifest, {boe_id: _stored_preference(state) for boe_id, state in states.items()})
+
+
+def _stored_preference(state: dict) -> tuple:
+    """`_preference` of a stored law, from what the store says of it (`Writer.law_states`)."""
+    fmt = state["source_format"]
+    fmt_rank = FORMAT_PREFERENCE.index(fmt) if fmt in FORMAT_PREFERENCE else 99
+    return (state["units"] > 1, state["fecha_actualizacion"] or state["fecha_publicacion"] or "", -fmt_rank)
 
 
 @dataclass
@@ -745,16 +746,7 @@ def _known_in(index: Path, manifest: dict):
     def known(hashes: set[str]) -> dict[str, np.ndarray]:
         connection = connect(index / DATABASE)
         try:
-            pairs: dict[str, int] = {}
-            listed = sorted(hashes)
-            for start in range(0, len(listed), 500):
-                batch = listed[start : start + 500]
-                for content_hash, row in connection.execute(
-                    f"SELECT content_hash, MIN(row) FROM chunks WHERE content_hash IN ({', '.join('?' * len(batch))}) "
-                    "GROUP BY content_hash",
-                    batch,
-                ):
-                    pairs[content_hash] = row
+            pairs = writes.rows_of_texts(connection, hashes)
         finally:
             connection.close()
         vectors = row_vectors(index, manifest, list(pairs.values()))

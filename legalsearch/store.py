@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -26,24 +25,25 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, lexical, segments
+from . import __version__, catalogue, lexical, segments
+from .catalogue import DATABASE, connect, open_writer, pause, writes
+from .catalogue.writes import ARTICLE_COLUMNS, LAW_COLUMNS, LAW_JSON, now
 from .documents import Article, Chunk, Law
 from .errors import IndexFormatError, LegalSearchError, TargetError
 from .files import fsync_tree, full_disk, is_full, is_read_only, read_only, sha256_file, storage_errors, write_atomic
+from .headings import is_repealed
 from .modes import SEARCH_MODES
 from .segments import BUILDING_MARKER, FAISS_KINDS, QUANTIZATIONS, Layout, damaged
-from .sources.structure import is_repealed
 
 FORMAT_VERSION = 4
 UPGRADABLE_FORMATS = (1, 2, 3)  # read by `legalsearch index` to rewrite them in this format, vectors kept
 MANIFEST = "manifest.json"
 MARKER = "legalsearch-index"  # the manifest's "format": what makes a folder recognisably a legalsearch index
-DATABASE = "legalsearch.sqlite"
 LEGACY_VECTORS = "vectors.f16.npy"  # formats 1-3: one vector file for the whole index
 # Automatic merges (`merge_plan`): past this many segments the small ones are merged; past this share of
 # deleted rows everything is.
@@ -53,50 +53,6 @@ LEXICAL_RECORD = {
     "kind": "bm25", "method": "lucene", "k1": lexical.K1, "b": lexical.B, "statistics": "collection-wide, live rows",
     "analysis": "lower case, accents folded, Spanish stopwords, Snowball Spanish stemmer (PyStemmer)",
 }  # fmt: skip
-
-SCHEMA = """
-CREATE TABLE laws (
-    boe_id TEXT PRIMARY KEY, title TEXT NOT NULL, rango TEXT, departamento TEXT, fecha_disposicion TEXT,
-    fecha_publicacion TEXT, fecha_vigencia TEXT, fecha_actualizacion TEXT, eli_url TEXT, status TEXT,
-    materias TEXT NOT NULL DEFAULT '[]', referencias TEXT NOT NULL DEFAULT '{}', source_format TEXT, origin TEXT,
-    source_sha256 TEXT
-);
-CREATE TABLE articles (
-    id INTEGER PRIMARY KEY, boe_id TEXT NOT NULL REFERENCES laws(boe_id), article_id TEXT NOT NULL,
-    position INTEGER NOT NULL, kind TEXT NOT NULL, number TEXT, heading TEXT NOT NULL, path TEXT NOT NULL,
-    text TEXT NOT NULL, url TEXT NOT NULL, anchor TEXT NOT NULL, notes TEXT NOT NULL, version_date TEXT,
-    version_published TEXT, version_norma TEXT, version_until TEXT, status TEXT NOT NULL DEFAULT 'vigente',
-    wording TEXT NOT NULL, content_hash TEXT NOT NULL, UNIQUE (boe_id, article_id, wording)
-);
-CREATE TABLE chunks (
-    row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE, boe_id TEXT NOT NULL, article_id TEXT NOT NULL,
-    wording TEXT NOT NULL, part INTEGER NOT NULL, text TEXT NOT NULL, content_hash TEXT NOT NULL
-);
-CREATE INDEX chunks_article ON chunks (boe_id, article_id, wording);
-CREATE INDEX articles_law ON articles (boe_id);
-CREATE INDEX chunks_hash ON chunks (content_hash);
-CREATE TABLE segments (name TEXT PRIMARY KEY, base_row INTEGER NOT NULL, rows INTEGER NOT NULL, created TEXT NOT NULL);
-CREATE TABLE deleted (row INTEGER PRIMARY KEY);
-CREATE TABLE sources (label TEXT PRIMARY KEY, record TEXT NOT NULL);
-CREATE TABLE norms (
-    boe_id TEXT PRIMARY KEY, fecha_actualizacion TEXT, state TEXT NOT NULL, checked TEXT NOT NULL, error TEXT
-);
-CREATE TABLE syncs (id INTEGER PRIMARY KEY, at TEXT NOT NULL, report TEXT NOT NULL);
-CREATE TABLE commits (
-    id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, segment TEXT, laws_added TEXT NOT NULL,
-    laws_removed TEXT NOT NULL, chunks_added INTEGER NOT NULL, chunks_deleted INTEGER NOT NULL,
-    embedded INTEGER NOT NULL, counts TEXT NOT NULL
-);
-"""
-# Each law's rows (laws, articles, chunks) hashed when committed, checked by `info --verify` (`law_digest`)
-DIGESTS = "CREATE TABLE IF NOT EXISTS digests (boe_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL)"
-LAW_COLUMNS = [f.name for f in fields(Law) if f.name not in ("articles", "history")]
-LAW_JSON = ("materias", "referencias")  # stored as JSON text
-ARTICLE_COLUMNS = [f.name for f in fields(Article)]
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @dataclass
@@ -159,32 +115,6 @@ def _law_from_rows(law_row: sqlite3.Row, article_rows: list[sqlite3.Row]) -> Law
             values["status"] = "derogado" if is_repealed(values["heading"], values["text"]) else "vigente"
         (law.history if earlier else law.articles).append(Article(**values))
     return law
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A read-only connection in autocommit mode (a reader opens its own transactions). On storage nothing can
-    write (a read-only mount, a folder this user may not write) where no `-wal` is left to read, SQLite could not
-    create the files WAL mode reads beside the database: the file is opened as immutable, which it is there."""
-    path = Path(path)
-    flags = "mode=ro&immutable=1" if _unwritable(path) else "mode=ro"
-    connection = sqlite3.connect(
-        f"{path.resolve().as_uri()}?{flags}", uri=True, check_same_thread=False, isolation_level=None
-    )
-    connection.row_factory = sqlite3.Row
-    return connection
-
-
-def _unwritable(database: Path) -> bool:
-    folder = database.resolve().parent
-    return not os.access(folder, os.W_OK) and not Path(f"{database.resolve()}-wal").exists()
-
-
-def open_writer(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.row_factory = sqlite3.Row
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    return connection
 
 
 def is_index(folder: Path) -> bool:
@@ -469,6 +399,7 @@ def catalogue_facts(index: Path, connection: sqlite3.Connection | None = None) -
         raise damaged(database, "missing" if not database.exists() else "not a file")
     try:
         connection = connection or connect(database)
+        catalogue.version(connection, database)  # one written by a newer legalsearch is refused
         last = connection.execute("SELECT * FROM commits ORDER BY id DESC LIMIT 1").fetchone()
         first = connection.execute("SELECT at FROM commits ORDER BY id LIMIT 1").fetchone()
         listed = connection.execute("SELECT name, base_row, rows FROM segments ORDER BY base_row").fetchall()
@@ -611,11 +542,11 @@ def load_contents(index: Path) -> IndexContents:
         sources=manifest.get("sources", {}),
         defaults=manifest.get("defaults", {}),
     )
-    vectors = _row_reader(index, manifest)
+    vectors = row_reader(index, manifest)
     connection = connect(index / DATABASE)
     try:
-        for law_row in connection.execute("SELECT * FROM laws ORDER BY rowid").fetchall():
-            law, chunks, rows = _stored_rows(connection, law_row)
+        for law_row, article_rows, chunk_rows in writes.stored_laws(connection):
+            law, chunks, rows = _stored_rows(law_row, article_rows, chunk_rows)
             contents.laws.append(StoredLaw(law, chunks, vectors(rows), law_row["source_sha256"]))
     except sqlite3.DatabaseError as exc:
         raise damaged(index / DATABASE, f"unreadable database ({exc})") from None
@@ -624,12 +555,9 @@ def load_contents(index: Path) -> IndexContents:
     return contents
 
 
-def _stored_rows(connection: sqlite3.Connection, law_row: sqlite3.Row) -> tuple[Law, list[Chunk], list[int]]:
+def _stored_rows(law_row: sqlite3.Row, article_rows: list, chunk_rows: list) -> tuple[Law, list[Chunk], list[int]]:
     """A stored law, its chunks and their global rows."""
-    boe_id = law_row["boe_id"]
-    articles = connection.execute("SELECT * FROM articles WHERE boe_id = ? ORDER BY position", (boe_id,))
-    law = _law_from_rows(law_row, articles.fetchall())
-    chunk_rows = connection.execute("SELECT * FROM chunks WHERE boe_id = ? ORDER BY row", (boe_id,)).fetchall()
+    law = _law_from_rows(law_row, article_rows)
     worded = bool(chunk_rows) and "wording" in set(chunk_rows[0].keys())
     chunks = [
         Chunk(
@@ -647,10 +575,10 @@ def _stored_rows(connection: sqlite3.Connection, law_row: sqlite3.Row) -> tuple[
 
 def row_vectors(index: Path, manifest: dict, rows: list[int]) -> np.ndarray:
     """The full-dim vectors (float32) of global chunk `rows`."""
-    return _row_reader(index, manifest)(rows)
+    return row_reader(index, manifest)(rows)
 
 
-def _row_reader(index: Path, manifest: dict) -> Callable[[list[int]], np.ndarray]:
+def row_reader(index: Path, manifest: dict) -> Callable[[list[int]], np.ndarray]:
     """A function from global rows to their full-dim vectors (float32), for any format."""
     if manifest["format_version"] != FORMAT_VERSION:
         legacy = np.load(index / LEGACY_VECTORS, mmap_mode="r", allow_pickle=False)
@@ -742,7 +670,6 @@ def _write_index(index: Path, contents: IndexContents, on_step, kind: str) -> di
         )
         connection = open_writer(building / DATABASE)
         try:
-            connection.executescript(SCHEMA)
             _carry_sync_state(index, connection)
             change = Change(added=contents.laws, sources=contents.sources, embedded=contents.build.get("embedded", 0))
             change.kind = kind
@@ -762,14 +689,7 @@ def _carry_sync_state(index: Path, connection: sqlite3.Connection) -> None:
     previous = index / DATABASE
     if not previous.is_file() or not is_index(index):
         return
-    connection.execute("ATTACH DATABASE ? AS previous", (str(previous),))
-    try:
-        tables = {r[0] for r in connection.execute("SELECT name FROM previous.sqlite_master WHERE type = 'table'")}
-        for table in ("norms", "syncs"):
-            if table in tables:
-                connection.execute(f"INSERT INTO {table} SELECT * FROM previous.{table}")
-    finally:
-        connection.execute("DETACH DATABASE previous")
+    writes.carry_sync_state(connection, str(previous))
 
 
 def commit(index: Path, change: Change, on_step=None) -> dict:
@@ -800,20 +720,16 @@ def _commit(index: Path, connection: sqlite3.Connection, change: Change, layout:
     pause("segment-written")
     try:
         connection.execute("BEGIN IMMEDIATE")
-        base = connection.execute("SELECT COALESCE(MAX(base_row + rows), 0) FROM segments").fetchone()[0]
+        base = writes.next_base_row(connection)
         replaced = {s.law.boe_id for s in change.added} | set(change.removed)
-        deleted = _delete_laws(connection, replaced)
+        deleted = writes.delete_laws(connection, replaced)
         if record is not None:
-            connection.execute(
-                "INSERT INTO segments VALUES (?, ?, ?, ?)", (record["name"], base, record["rows"], now())
-            )
-        _insert_laws(connection, change.added, base)
-        for label, source in change.sources.items():
-            connection.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (label, json.dumps(source)))
-        connection.executemany("DELETE FROM sources WHERE label = ?", [(label,) for label in change.dropped_sources])
+            writes.add_segment(connection, record["name"], base, record["rows"])
+        writes.insert_laws(connection, change.added, base)
+        writes.record_sources(connection, change.sources, change.dropped_sources)
         stored = set(change.removed) - {s.law.boe_id for s in change.added}
-        _log_commit(connection, change.kind, record, [s.law.boe_id for s in change.added], sorted(stored),
-                    len(chunks), deleted, change.embedded)  # fmt: skip
+        writes.log_commit(connection, change.kind, record, [s.law.boe_id for s in change.added], sorted(stored),
+                          len(chunks), deleted, change.embedded)  # fmt: skip
         pause("before-commit")
         connection.execute("COMMIT")
     except BaseException:
@@ -825,107 +741,18 @@ def _commit(index: Path, connection: sqlite3.Connection, change: Change, layout:
     pause("committed")
 
 
-def law_digest(connection: sqlite3.Connection, boe_id: str) -> str:
-    """The sha256 of one law's rows as the catalogue holds them: its `laws` row, its units (every column but the
-    row id, in order) and its chunks (every column but the global row, which merges renumber)."""
-    digest = hashlib.sha256()
-    queries = (
-        "SELECT * FROM laws WHERE boe_id = ?",
-        "SELECT * FROM articles WHERE boe_id = ? ORDER BY position, wording",
-        "SELECT * FROM chunks WHERE boe_id = ? ORDER BY chunk_id",
-    )
-    for query, skip in zip(queries, (None, "id", "row"), strict=True):
-        for row in connection.execute(query, (boe_id,)):
-            values = [value for key, value in zip(row.keys(), row, strict=True) if key != skip]
-            digest.update(json.dumps(values, ensure_ascii=False).encode("utf-8") + b"\n")
-        digest.update(b"--\n")
-    return digest.hexdigest()
-
-
-def catalogue_mismatches(connection: sqlite3.Connection) -> list[str]:
-    """The laws whose rows no longer match the digest recorded when they were committed (laws committed before
-    digests were recorded are not covered)."""
-    tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "digests" not in tables:
-        return []
-    recorded = connection.execute("SELECT boe_id, sha256 FROM digests ORDER BY boe_id").fetchall()
-    return [boe_id for boe_id, sha256 in recorded if law_digest(connection, boe_id) != sha256]
-
-
-def _delete_laws(connection: sqlite3.Connection, boe_ids: set[str]) -> int:
-    """Remove these laws' rows from the catalogue, their chunks' rows marked deleted; how many rows."""
-    total = 0
-    connection.execute(DIGESTS)
-    for boe_id in sorted(boe_ids):
-        connection.execute("DELETE FROM digests WHERE boe_id = ?", (boe_id,))
-        connection.execute("INSERT INTO deleted SELECT row FROM chunks WHERE boe_id = ?", (boe_id,))
-        total += connection.execute("DELETE FROM chunks WHERE boe_id = ?", (boe_id,)).rowcount
-        connection.execute("DELETE FROM articles WHERE boe_id = ?", (boe_id,))
-        connection.execute("DELETE FROM laws WHERE boe_id = ?", (boe_id,))
-    return total
-
-
-def _insert_laws(connection: sqlite3.Connection, laws: list[StoredLaw], base: int) -> None:
-    row = base
-    for stored in laws:
-        law = stored.law
-        connection.execute(
-            f"INSERT INTO laws ({', '.join(LAW_COLUMNS)}, source_sha256) "
-            f"VALUES ({', '.join('?' * (len(LAW_COLUMNS) + 1))})",
-            [json.dumps(getattr(law, c), ensure_ascii=False) if c in LAW_JSON else getattr(law, c) for c in LAW_COLUMNS]
-            + [stored.source_sha256],
-        )
-        connection.executemany(
-            "INSERT INTO articles (boe_id, position, content_hash, "
-            f"{', '.join(ARTICLE_COLUMNS)}, wording) VALUES ({', '.join('?' * (len(ARTICLE_COLUMNS) + 4))})",
-            [
-                [law.boe_id, position, article.content_hash]
-                + [
-                    json.dumps(list(getattr(article, c)), ensure_ascii=False)
-                    if c in ("path", "notes")
-                    else getattr(article, c)
-                    for c in ARTICLE_COLUMNS
-                ]
-                + [wording]
-                for position, (article, wording) in enumerate(
-                    [(a, "") for a in law.articles] + [(a, a.version_date) for a in law.history]
-                )
-            ],
-        )
-        connection.executemany(
-            "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (row + i, c.chunk_id, c.boe_id, c.article_id, c.version or "", c.part, c.text, c.content_hash)
-                for i, c in enumerate(stored.chunks)
-            ],
-        )
-        row += len(stored.chunks)
-        digest = law_digest(connection, law.boe_id)
-        connection.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (law.boe_id, digest))
-
-
-def _log_commit(connection, kind, record, added, removed, chunks_added, chunks_deleted, embedded) -> None:
-    counts = {
-        "laws": connection.execute("SELECT COUNT(*) FROM laws").fetchone()[0],
-        "articles": connection.execute("SELECT COUNT(*) FROM articles WHERE wording = ''").fetchone()[0],
-        "earlier_wordings": connection.execute("SELECT COUNT(*) FROM articles WHERE wording != ''").fetchone()[0],
-        "chunks": connection.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
-    }
-    connection.execute(
-        "INSERT INTO commits (at, kind, segment, laws_added, laws_removed, chunks_added, chunks_deleted, embedded, "
-        "counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (now(), kind, record["name"] if record else None, json.dumps(added), json.dumps(removed), chunks_added,
-         chunks_deleted, embedded, json.dumps(counts)),
-    )  # fmt: skip
+# the catalogue's write SQL lives in catalogue/writes.py; these names stay for the code that used them here
+catalogue_mismatches = writes.digest_mismatches
+law_digest = writes.law_digest
+_delete_laws = writes.delete_laws
+_insert_laws = writes.insert_laws
+_log_commit = writes.log_commit
 
 
 # --- merging segments ---------------------------------------------------------------------------------------
 
 
-def _live_rows(connection: sqlite3.Connection, base: int, rows: int) -> np.ndarray:
-    """The global rows of a segment's chunks still in the catalogue, ascending."""
-    found = connection.execute("SELECT row FROM chunks WHERE row >= ? AND row < ? ORDER BY row", (base, base + rows))
-    return np.fromiter((r[0] for r in found), dtype=np.int64)
+_live_rows = writes.live_rows
 
 
 def merge_plan(parts: list[dict], everything: bool = False) -> list[str]:
@@ -1008,14 +835,6 @@ def _compact(index: Path, manifest: dict, names: list[str], on_step) -> dict:
 
 
 # --- crashes ----------------------------------------------------------------------------------------------
-
-
-def pause(stage: str) -> None:
-    """A test hook: with LEGALSEARCH_KILL_AT=<stage>, the process kills itself there (kill -9 tests)."""
-    if os.environ.get("LEGALSEARCH_KILL_AT") == stage:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import re
 import sqlite3
 import time
@@ -44,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import indexing, store
+from .catalogue import tables, writes
 from .embedding import load_encoder
 from .errors import FetchError, ParseError, UsageError
 from .folding import fold
@@ -674,7 +674,7 @@ def _listed(value) -> list:
 def _laws_in(index: Path) -> set[str]:
     connection = store.connect(index / store.DATABASE)
     try:
-        return {r[0] for r in connection.execute("SELECT boe_id FROM laws")}
+        return writes.laws_held(connection)
     finally:
         connection.close()
 
@@ -692,22 +692,19 @@ def _read_state(index: Path) -> dict:
         return state
     connection = store.connect(index / store.DATABASE)
     try:
-        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "norms" not in tables:
+        if "norms" not in tables(connection):
             return state
-        held = {r[0] for r in connection.execute("SELECT boe_id FROM laws")}
-        rows = connection.execute("SELECT boe_id, fecha_actualizacion, state FROM norms")
+        held = writes.laws_held(connection)
         state["norms"] = {
-            r["boe_id"]: {"fecha_actualizacion": r["fecha_actualizacion"], "state": r["state"], "indexed": r[0] in held}
-            for r in rows
+            boe_id: {"fecha_actualizacion": r["fecha_actualizacion"], "state": r["state"], "indexed": boe_id in held}
+            for boe_id, r in writes.norm_states(connection).items()
         }
-        for row in connection.execute("SELECT at, report FROM syncs ORDER BY id"):
-            run = json.loads(row["report"])
+        for at, run in writes.sync_runs(connection):
             if run.get("diario_until"):
                 state["diario_until"] = _day(run["diario_until"])
             if run.get("dry_run") or run.get("listing_error") or run.get("stopped"):
                 continue
-            state["last_run"] = run.get("started") or row["at"]
+            state["last_run"] = run.get("started") or at
             state["selection"] = run.get("selection")
             if run.get("listing") == "full":
                 state["last_full"] = state["last_run"]
@@ -740,9 +737,7 @@ def _record(index: Path, rows: list[tuple]) -> None:
     connection = store.open_writer(index / store.DATABASE)
     try:
         connection.execute("BEGIN IMMEDIATE")
-        connection.executemany(
-            "INSERT OR REPLACE INTO norms VALUES (?, ?, ?, ?, ?)", [(b, u, s, now, e) for b, u, s, e in rows]
-        )
+        writes.record_norms(connection, [(b, u, s, now, e) for b, u, s, e in rows])
         connection.execute("COMMIT")
     finally:
         connection.close()
@@ -753,8 +748,7 @@ def _log(index: Path, report: SyncReport) -> None:
     with store.WriterLock(index):
         connection = store.open_writer(index / store.DATABASE)
         try:
-            row = (store.now(), json.dumps(report.to_dict()))
-            connection.execute("INSERT INTO syncs (at, report) VALUES (?, ?)", row)
+            writes.log_sync(connection, store.now(), report.to_dict())
         finally:
             connection.close()
 

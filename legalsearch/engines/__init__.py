@@ -67,3 +67,17 @@ class StoreSpec:
 def is_qdrant(given: str | Path | None) -> bool:
     text = str(given) if given is not None else os.environ.get(STORE_ENV, "")
     return text.startswith("qdrant")
+
+
+def open_writer(spec_or_path: StoreSpec | str | Path | None, sources=()):
+    """The `Writer` of one writing run on the store `spec_or_path` names (a `StoreSpec`, or what `StoreSpec.parse`
+    reads; None: `LEGALSEARCH_STORE`). `sources`: the paths the run reads (a local index must not be or hold them).
+    Use it as a context manager: the lock is taken on entering."""
+    spec = spec_or_path if isinstance(spec_or_path, StoreSpec) else StoreSpec.parse(spec_or_path)
+    if spec.engine == "qdrant":
+        from . import qdrant
+
+        return qdrant.open_writer(spec)
+    from .local_writer import LocalWriter
+
+    return LocalWriter(spec, sources)

@@ -229,3 +229,8 @@ class Writer(ABC):
     @abstractmethod
     def log_sync(self, at: str, report: dict) -> None:
         """Append one `sync` run's report to the log `Reader.syncs` reads."""
+
+    def sync_runs(self) -> list[tuple[str, dict]]:
+        """(at, report) of every `sync` run logged, oldest first (as `Reader.syncs`): where the next run's window
+        starts. An engine that does not say lists the whole catalogue on every run."""
+        return []
