@@ -55,7 +55,8 @@ def publish(
     except KeyboardInterrupt:
         raise fail(f"interrupted: {out} still holds the previous release", 130) from None
     what = {
-        "full": f"full release {report.path} ({report.reason})",
+        "full": f"full release {report.path} ({report.reason})"
+        + (f", and the delta for followers ({human_bytes(report.delta_bytes)})" if report.delta_bytes else ""),
         "delta": f"delta {report.path}: {report.laws_changed} laws added or changed, {report.laws_removed} removed",
         "empty": "no change since the previous publish: a new manifest (expiry) only",
     }[report.kind]

@@ -28,7 +28,8 @@ from . import __version__, release, store
 from .errors import TargetError
 from .files import fsync_dir, fsync_tree, sha256_file, storage_errors, write_atomic
 
-MAX_CHAIN = 30  # deltas after a full release before the next publish writes a full one
+MAX_CHAIN = 30  # deltas after a full release before the next publish writes a full one (and the delta)
+MAX_DELTAS = 60  # deltas the manifest keeps: a follower that many publishes behind still catches up by deltas
 FULL_SHARE = 0.25  # a delta that would ship more than this share of the index's chunks is a full release
 EXPIRES_DAYS = 30
 BATCH = 4096  # chunks read, rebuilt and written at a time: memory stays bounded whatever the index's size
@@ -47,6 +48,7 @@ class PublishReport:
     rows: int  # chunks shipped
     laws_changed: int = 0
     laws_removed: int = 0
+    delta_bytes: int = 0  # of the delta written (also beside a full release)
     full_bytes: int = 0  # of the newest full release
     index_bytes: int = 0  # of the index published
     chunks: int = 0  # in the index
@@ -307,22 +309,27 @@ def changed_laws(index: Path, since_commit: int) -> tuple[list[int], set[str], s
     return [r["id"] for r in rows], laws, None
 
 
-def _full_reason(previous: dict | None, signed: dict, facts: dict, changed: int, force: bool) -> str | None:
-    if force:
-        return "asked (--full)"
+def _chain_broken(previous: dict | None, signed: dict, manifest: dict) -> str | None:
+    """Why no delta can lead from the previous release to this one (None: one can)."""
     if previous is None:
         return "the first publish into this folder"
-    if previous["publisher"].get("index_created") != facts["created"]:
+    if previous["publisher"].get("index_created") != manifest["created"]:
         return "another index, or the index was rewritten, since the previous publish"
     if previous["fingerprint"] != signed["fingerprint"]:
         return "the model changed"
     for key in ("dims", "faiss", "chunking", "lexical"):
         if previous["index"].get(key) != signed["index"].get(key):
             return f"the index's {key} changed"
-    if len(previous["deltas"]) >= MAX_CHAIN:
+    return None
+
+
+def _full_due(previous: dict, force: bool) -> str | None:
+    """Why a full release is written beside the delta (None: the delta alone)."""
+    if force:
+        return "asked (--full)"
+    since = sum(1 for d in previous["deltas"] if d["to"] > previous["full"]["sequence"])
+    if since + 1 >= MAX_CHAIN:
         return f"{MAX_CHAIN} deltas since the last full release"
-    if changed > FULL_SHARE * max(facts["counts"]["chunks"], 1):
-        return f"the change ({changed:,} chunks) is over {FULL_SHARE:.0%} of the index"
     return None
 
 
@@ -487,39 +494,50 @@ def _publish(index, out, private_key, previous, expires_days, force_full, progre
     sequence = previous["sequence"] + 1 if previous else 1
     series = previous["series"] if previous else uuid.uuid4().hex
     signed = _signed(index, manifest, series, sequence, expires_days)
-    commits, laws, reason = [], set(), None
+    commits, laws, broken = [], set(), "the first publish into this folder"
     if previous is not None:
-        commits, laws, reason = changed_laws(index, previous["publisher"]["commit"])
-    changed = _chunks_of(index, laws) if laws else 0
-    reason = _full_reason(previous, signed, manifest, changed, force_full) or reason
-    if reason is not None:
-        report = _publish_full(index, out, sequence, progress)
-        signed["full"] = {"sequence": sequence, "path": report.path, "rows": report.rows, "bytes": report.bytes,
-                          "commit": manifest["commit"], "files": report.files}  # fmt: skip
-        signed["deltas"] = []
-        kind, full_bytes = "full", report.bytes
-    else:
-        report = _publish_delta(index, out, sequence, sorted(laws), progress) if laws else None
-        delta = {"from": sequence - 1, "to": sequence, "path": "", "commits": commits, "laws_changed": 0,
-                 "laws_removed": 0, "rows": 0, "bytes": 0, "files": {}}  # fmt: skip
-        if report is not None:
-            delta.update(path=report.path, laws_changed=report.laws, laws_removed=len(laws) - report.laws,
-                         rows=report.rows, bytes=report.bytes, files=report.files)  # fmt: skip
+        commits, laws, broken = changed_laws(index, previous["publisher"]["commit"])
+    broken = broken or _chain_broken(previous, signed, manifest)
+    changed = _chunks_of(index, laws) if laws and not broken else 0
+    if not broken and changed > FULL_SHARE * max(manifest["counts"]["chunks"], 1):
+        broken = f"the change ({changed:,} chunks) is over {FULL_SHARE:.0%} of the index"
+    delta, part = None, None
+    if broken is None:  # the delta, kept even when a full release is written too: followers keep following
+        part = _publish_delta(index, out, sequence, sorted(laws), progress) if laws else None
+        delta = _delta_record(sequence, commits, laws, part)
+        signed["deltas"] = [*previous["deltas"], delta][-MAX_DELTAS:]
         signed["full"] = previous["full"]
-        signed["deltas"] = [*previous["deltas"], delta]
-        kind, full_bytes = ("delta" if report else "empty"), previous["full"]["bytes"]
+    reason = broken or _full_due(previous, force_full)
+    full = None
+    if reason is not None:
+        full = _publish_full(index, out, sequence, progress)
+        signed["full"] = {"sequence": sequence, "path": full.path, "rows": full.rows, "bytes": full.bytes,
+                          "commit": manifest["commit"], "files": full.files}  # fmt: skip
+        if broken:
+            signed["deltas"] = []
     release.parse(signed)
     write_atomic(out / release.MANIFEST, release.sign(signed, private_key))
     fsync_dir(out)
     removed = _prune(out, _named_parts(signed) | _named_parts(previous))
-    part = report.path if report else ""
+    kind = "full" if full else ("delta" if part else "empty")
+    shipped = full or part
     return PublishReport(
-        out=out, sequence=sequence, kind=kind, reason=reason or "", path=part, bytes=report.bytes if report else 0,
-        rows=report.rows if report else 0, laws_changed=report.laws if report and kind == "delta" else 0,
-        laws_removed=len(laws) - report.laws if report and kind == "delta" else (len(laws) if kind == "empty" else 0),
-        full_bytes=full_bytes, index_bytes=_index_bytes(index, manifest), chunks=manifest["counts"]["chunks"],
-        removed_parts=removed, seconds=round(time.perf_counter() - started, 3),
+        out=out, sequence=sequence, kind=kind, reason=reason or "", path=shipped.path if shipped else "",
+        bytes=shipped.bytes if shipped else 0, rows=shipped.rows if shipped else 0,
+        laws_changed=delta["laws_changed"] if delta else 0, laws_removed=delta["laws_removed"] if delta else 0,
+        delta_bytes=delta["bytes"] if delta else 0, full_bytes=signed["full"]["bytes"],
+        index_bytes=_index_bytes(index, manifest), chunks=manifest["counts"]["chunks"], removed_parts=removed,
+        seconds=round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+def _delta_record(sequence: int, commits: list[int], laws: set[str], part: _Part | None) -> dict:
+    delta = {"from": sequence - 1, "to": sequence, "path": "", "commits": commits, "laws_changed": 0,
+             "laws_removed": len(laws), "rows": 0, "bytes": 0, "files": {}}  # fmt: skip
+    if part is not None:
+        delta.update(path=part.path, laws_changed=part.laws, laws_removed=len(laws) - part.laws, rows=part.rows,
+                     bytes=part.bytes, files=part.files)  # fmt: skip
+    return delta
 
 
 @dataclass

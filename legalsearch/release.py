@@ -41,6 +41,8 @@ INDEX_MANIFEST = "index.json"
 CATALOGUE = "catalogue.sqlite.gz"
 CHANGES = "changes.sqlite.gz"
 PART_ROWS = 1 << 17  # rows per vectors file: 256 MB at 1024 dims (float16)
+SMALL_ROWS = PART_ROWS // 4  # a follower's segments under this many rows are merged together (`merge_small`)
+MAX_SMALL = 4
 TEXT_BATCH = 16384  # chunk texts analysed for BM25 at a time when a release is installed
 PROBE_COSINE = 0.99  # a local model must give each probe text at least this cosine with the published vector
 PROBES = 5
@@ -285,7 +287,9 @@ def manifest_problem(signed: object) -> str | None:
         return problem or "'full' lacks a sequence at or before the manifest's"
     previous = None
     for delta in signed["deltas"]:
-        problem = _part_problem(delta, "delta") if delta.get("files") or not isinstance(delta, dict) else None
+        if not isinstance(delta, dict):
+            return "a delta is not an object"
+        problem = _part_problem(delta, "delta") if delta.get("files") else None
         if problem or not _count(delta.get("from")) or delta.get("to") != delta.get("from", -2) + 1:
             return problem or "a delta lacks from/to (to = from + 1)"
         if previous is not None and delta["from"] != previous:
@@ -293,6 +297,9 @@ def manifest_problem(signed: object) -> str | None:
         previous = delta["to"]
     if previous is not None and previous != signed["sequence"]:
         return "the last delta does not end at the manifest's sequence"
+    first = signed["deltas"][0]["from"] if signed["deltas"] else signed["sequence"]
+    if not first <= full["sequence"] <= signed["sequence"]:
+        return "the deltas do not lead from the full release to the manifest's sequence"
     for probe in signed["probes"]:
         if (
             not isinstance(probe, dict)
@@ -768,7 +775,7 @@ def apply_delta(index: Path, part: Path, signed: dict, step_to: int, manifest_sh
     deleted), inserts the shipped rows (texts rebuilt, checked against the law digests), records the release
     step and logs a `pull` commit; readers and `serve` move to it like after any update. The index must hold the
     delta's `from` sequence of the same series (else `ReleaseError`, nothing changed). An empty delta only
-    records the step. Takes the index's writer lock; merges segments afterwards as updates do. Returns the
+    records the step. Takes the index's writer lock; merges the small segments deltas leave (`merge_small`). Returns the
     index's manifest as read back."""
     import tempfile
 
@@ -792,8 +799,26 @@ def apply_delta(index: Path, part: Path, signed: dict, step_to: int, manifest_sh
             with tempfile.TemporaryDirectory(prefix="legalsearch-delta-") as scratch_dir:
                 scratch = _open_part(Path(part) / CHANGES, Path(scratch_dir) / "changes.sqlite")
                 _commit_delta(index, Path(part), scratch, manifest, signed, step_to, manifest_sha256, on_step)
-        store.compact(index, everything=False)
+        merge_small(index)
     return store.read_manifest(index)
+
+
+def merge_small(index: Path) -> dict | None:
+    """After a delta: merge the small segments deltas leave once there are more than `MAX_SMALL` of them (a few
+    thousand rows: a second or two, so a delta stays quick), and everything when deleted rows pass the store's
+    share (as any update does). The big segments of a full release are never rewritten just for their number.
+    The caller holds the writer lock. What was merged, or None."""
+    from . import store
+
+    manifest = store.read_manifest(index)
+    parts = manifest["segments"]
+    rows, deleted = sum(p["rows"] for p in parts), sum(p["deleted"] for p in parts)
+    if rows and deleted / rows > store.MAX_DELETED_SHARE:
+        return store.compact(index, everything=True)
+    small = [p["name"] for p in parts if p["rows"] < SMALL_ROWS]
+    if len(small) <= MAX_SMALL:
+        return None
+    return store._compact(index, manifest, small, None)
 
 
 def _record_only(index: Path, signed: dict, sequence: int, manifest_sha256: str) -> None:

@@ -139,7 +139,9 @@ def test_a_full_release_installs_to_the_publishers_catalogue_and_answers(
     )
 
 
-def test_deltas_follow_added_changed_and_removed_laws(sources: Path, tmp_path: Path, key: Path, encoder) -> None:
+def test_deltas_follow_added_changed_and_removed_laws(
+    sources: Path, tmp_path: Path, key: Path, encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     index, out, follower = tmp_path / "idx", tmp_path / "out", tmp_path / "follower"
     build(sources, index, encoder)
     full = publish.publish(index, out, key)
@@ -153,8 +155,10 @@ def test_deltas_follow_added_changed_and_removed_laws(sources: Path, tmp_path: P
     assert delta.laws_changed == 2 and delta.laws_removed == 1  # BOE-A-2099-1 changed, -2 added, 1835 removed
     assert delta.bytes < full.bytes / 4
     assert (out / full.path).is_dir(), "the full release stays: followers start from it"
+    monkeypatch.setattr(release, "MAX_SMALL", 1)  # the delta's segment and the installed one: merged after it
     steps = follow(out, key, follower)
     assert [s.kind for s in steps] == ["delta"]
+    assert len(store.read_manifest(follower)["segments"]) == 1
     assert digests(follower) == digests(index)
     assert "BOE-A-1835-2348" not in digests(follower)
     assert {law["boe_id"] for law in reader.laws()} == set(digests(index))
@@ -172,8 +176,8 @@ def test_deltas_follow_added_changed_and_removed_laws(sources: Path, tmp_path: P
     assert digests(fresh) == digests(index)
 
 
-def test_a_full_release_again_drops_the_chain_and_a_behind_follower_installs_it(
-    sources: Path, tmp_path: Path, key: Path, encoder
+def test_a_full_release_beside_the_delta_keeps_followers_on_deltas(
+    sources: Path, tmp_path: Path, key: Path, encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     index, out, follower = tmp_path / "idx", tmp_path / "out", tmp_path / "follower"
     build(sources, index, encoder)
@@ -181,12 +185,38 @@ def test_a_full_release_again_drops_the_chain_and_a_behind_follower_installs_it(
     follow(out, key, follower)
     update(sources, index, encoder)
     second = publish.publish(index, out, key, full=True)
-    assert second.kind == "full" and second.reason == "asked (--full)"
+    assert second.kind == "full" and second.reason == "asked (--full)" and second.laws_changed == 2
     assert (out / first.path).is_dir(), "the parts the previous manifest named stay one publish longer"
+    assert [s.kind for s in follow(out, key, follower)] == ["delta"], "a follower on the chain takes the delta"
+    assert digests(follower) == digests(index)
+    fresh = tmp_path / "fresh"
+    assert [s.kind for s in follow(out, key, fresh)] == ["full"]
+    assert digests(fresh) == digests(index)
+
+    monkeypatch.setattr(publish, "MAX_CHAIN", 2)
+    assert publish.publish(index, out, key).kind == "empty"
+    third = publish.publish(index, out, key)
+    assert third.kind == "full" and "deltas since the last full release" in third.reason
+    assert not (out / first.path).exists() and (out / second.path).is_dir()
+    assert [s.kind for s in follow(out, key, follower)] == ["delta", "delta"]
+    assert release.held_release(follower)["sequence"] == 4
+
+
+def test_a_rewritten_index_breaks_the_chain_and_followers_install_the_full_release(
+    sources: Path, tmp_path: Path, key: Path, encoder
+) -> None:
+    index, out, follower = tmp_path / "idx", tmp_path / "out", tmp_path / "follower"
+    build(sources, index, encoder)
+    publish.publish(index, out, key)
+    follow(out, key, follower)
+    indexing.build([str(sources)], index, encoder=encoder, max_tokens=128)  # another chunk budget: a rewrite
+    again = publish.publish(index, out, key)
+    assert again.kind == "full" and again.sequence == 2
+    signed = signed_of(out, key)
+    assert signed["deltas"] == [] and signed["full"]["sequence"] == 2
     assert [s.kind for s in follow(out, key, follower)] == ["full"]
     assert digests(follower) == digests(index)
-    third = publish.publish(index, out, key)
-    assert third.kind == "empty" and not (out / first.path).exists() and (out / second.path).is_dir()
+    assert answers(follower, encoder) == answers(index, encoder)
 
 
 def test_unsigned_tampered_untrusted_stale_and_rolled_back_manifests_are_refused(
