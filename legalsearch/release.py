@@ -784,6 +784,7 @@ def apply_delta(index: Path, part: Path, signed: dict, step_to: int, manifest_sh
     index = store.real_path(index)
     delta = _delta_of(signed, step_to)
     with store.WriterLock(index):
+        store.tidy(index)  # what a killed writer left (a segment no commit names), as every writer does first
         manifest = store.read_manifest(index)
         held = held_release(index)
         if held is None or held["series"] != signed["series"] or held["sequence"] != delta["from"]:

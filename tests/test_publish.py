@@ -276,6 +276,31 @@ def test_a_delta_applies_only_to_the_release_it_follows(sources: Path, tmp_path:
     assert digests(follower) == before
 
 
+def test_a_delta_that_fails_before_its_commit_changes_nothing(
+    sources: Path, tmp_path: Path, key: Path, encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index, out, follower = tmp_path / "idx", tmp_path / "out", tmp_path / "follower"
+    build(sources, index, encoder)
+    publish.publish(index, out, key)
+    follow(out, key, follower)
+    update(sources, index, encoder)
+    publish.publish(index, out, key)
+    before, folders = digests(follower), sorted(p.name for p in (follower / "segments").iterdir())
+
+    def stop(stage: str) -> None:
+        if stage == "before-commit":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "pause", stop)
+    with pytest.raises(KeyboardInterrupt):
+        follow(out, key, follower)
+    assert digests(follower) == before and release.held_release(follower)["sequence"] == 1
+    assert sorted(p.name for p in (follower / "segments").iterdir()) == folders, "the new segment is removed"
+    monkeypatch.undo()
+    assert [s.kind for s in follow(out, key, follower)] == ["delta"]
+    assert digests(follower) == digests(index)
+
+
 def test_probes_catch_another_model(sources: Path, tmp_path: Path, key: Path, encoder) -> None:
     index, out = tmp_path / "idx", tmp_path / "out"
     build(sources, index, encoder)
