@@ -64,6 +64,8 @@ class PullReport:
     downloaded: int = 0  # bytes fetched this run
     files: int = 0
     seconds: float = 0.0
+    download_seconds: float = 0.0  # of which: downloading and checking every file
+    apply_seconds: float = 0.0  # and installing or applying the steps
     fell_back: str | None = None  # why the full release was installed instead of deltas
     up_to_date: bool = False
 
@@ -294,6 +296,7 @@ class _Run:
             self.tick("download", done, total)
 
         self.tick("download", 0, total)
+        started = time.perf_counter()
         for name, meta in files:
             target = self.staging / "files" / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -302,9 +305,17 @@ class _Run:
             if self.transport.requests > before:
                 self.report.downloaded += meta["bytes"]
                 self.report.files += 1
+        self.report.download_seconds += round(time.perf_counter() - started, 3)
         self.tick("download", total, total)
 
     def apply(self, steps: list[release.Step]) -> None:
+        started = time.perf_counter()
+        try:
+            self._apply(steps)
+        finally:
+            self.report.apply_seconds += round(time.perf_counter() - started, 3)
+
+    def _apply(self, steps: list[release.Step]) -> None:
         for step in steps:
             part = self.staging / "files" / step.path if step.path else self.staging / "files"
             if step.kind == "full":
@@ -330,6 +341,7 @@ class _Run:
 
     def on_step(self, name: str) -> None:
         self.tick(f"apply:{name}", 0, 0)
+        store.pause("pull-building")  # the kill -9 tests: killed while a release is installed or applied
 
 
 # --- the hidden folder beside the index -------------------------------------------------------------------------
