@@ -123,3 +123,20 @@ def test_schemes(tmp_path) -> None:
     dest.with_name("copy.bin.part").write_bytes(BODY[:5])
     quick().fetch(f"{url}/blob.bin", dest, len(BODY), SHA)
     assert dest.read_bytes() == BODY and quick().read(f"{url}/blob.bin") == BODY
+
+
+def test_progress_in_a_log_says_bytes_rate_and_time_left() -> None:
+    from legalsearch.pull import PlainBytes
+
+    lines: list[str] = []
+    now = [0.0]
+    progress = PlainBytes(lines.append, {"download": "Downloading release"}, clock=lambda: now[0])
+    total = 3 * 2**30
+    for second in range(0, 31, 5):
+        now[0] = float(second)
+        progress("download", min(total, second * 100 * 2**20), total)
+    now[0] = 40.0
+    progress("download", total, total)
+    assert lines, "a log gets plain lines"
+    assert "Downloading release: 500.0 MB/3.0 GB (16%), 100.0 MB/s, about 26 s left" in lines[0]
+    assert lines[-1].endswith("done in 40 s")
