@@ -260,3 +260,24 @@ def indexing_law(pair: Pair, relative: str) -> store.StoredLaw:
     scratch = pair.root / f"scratch-{Path(relative).stem}"
     indexing.build([str(CORPORA / relative)], scratch, encoder=pair.encoder, dims=DIMS)
     return store.load_contents(scratch).laws[0]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_full_searches_are_the_same(pair: Pair, encoder, engine: str) -> None:
+    """`LegalSearch.open` on either store: the same hits (law, unit, wording, score) in every mode, with each
+    filter; fusion, legal priors and citations run above the store, so they agree too."""
+    from legalsearch.search import LegalSearch
+
+    store_of = {"local": str(pair.local_path), "qdrant": pair.spec.label}
+    searches = {name: LegalSearch.open(spec, encoder=encoder) for name, spec in store_of.items()}
+    for mode in ("dense", "funnel", "lexical", "hybrid"):
+        for name, filters in FILTERS.items():
+            for query in [*QUERIES, "artículo 28 de la Constitución"]:
+                found = {
+                    e: [(h.boe_id, h.article_id, h.score) for h in s.search(query, k=8, mode=mode, filters=filters)]
+                    for e, s in searches.items()
+                }
+                got, want = found[engine], found["local"]
+                assert len(got) == len(want), (mode, name, query)
+                assert np.allclose([s for *_, s in got], [s for *_, s in want], atol=1e-5), (mode, name, query)
+                assert {h[:2] for h in got[:-1]} <= {h[:2] for h in want}, (mode, name, query)

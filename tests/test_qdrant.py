@@ -230,14 +230,33 @@ def test_another_process_is_refused_in_one_line_while_the_folder_is_open(spec: S
     assert "another process has this Qdrant folder open" in refused.stderr
 
 
+REWRITER = """
+import sys
+from pathlib import Path
+from legalsearch import store
+from legalsearch.engines import qdrant
+with qdrant.open_writer(sys.argv[1]) as writer:
+    writer.write_all(store.load_contents(Path(sys.argv[2])), "rewrite")
+"""
+
+
 def test_a_rewrite_is_a_new_generation_and_a_killed_one_is_cleared(spec: StoreSpec, local_index, tmp_path) -> None:
+    env = {**os.environ, "LEGALSEARCH_KILL_AT": "before-commit"}
+    killed = subprocess.run(
+        [sys.executable, "-c", REWRITER, spec.label, str(local_index[1])], env=env, capture_output=True, timeout=300
+    )
+    assert killed.returncode == -9
+    reader = qdrant.open_reader(spec)
+    assert reader.titles().keys() == {"BOE-A-2099-1"} and reader.generation == 1
+    assert reader.conn.generations() == {1, 2}, "the killed rewrite's collections are there until a writer comes"
+    reader.close()
     contents = store.load_contents(local_index[1])
     contents.dims = [64, 32]  # new dims: new collections
     with qdrant.open_writer(spec) as writer:
         first = writer.manifest()
         after = writer.write_all(contents, "rewrite")
         gens = writer.conn.generations()
-    assert after["dims"] == [64, 32] and after["commit"] == first["commit"] + 1 and len(gens) == 1
+    assert after["dims"] == [64, 32] and after["commit"] == first["commit"] + 1 and gens == {2}
     reader = qdrant.open_reader(spec)
     assert reader.titles().keys() == {"BOE-A-2099-2"}
     found = reader.dense(np.eye(1, 128, dtype=np.float32), 32, 3, None)
