@@ -409,19 +409,38 @@ class PlainBytes(PlainProgress):
 
 # --- answers before the model arrives ---------------------------------------------------------------------------
 
-_checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # reader → {release: problem or None}
+_checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # reader → {release: (problem or None, until)}
 _noted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # reader → the problems said already
+_records: dict[str, tuple[tuple, dict | None]] = {}  # follow file → (its stat, the record read)
 _lock = threading.Lock()
+UNLOADABLE = "the model cannot be loaded here"
+LOAD_RETRY_SECONDS = 60.0  # a model that could not be loaded (not downloaded yet) is tried again after this
+
+
+def _record_of(index: Path) -> dict | None:
+    """The follow record of `index`, read again only when the file changed (a stat per query)."""
+    path = Path(index) / FOLLOW
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = _records.get(str(path))
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        record = read_follow(index)
+    except IndexFormatError:
+        record = None
+    _records[str(path)] = (key, record)
+    return record
 
 
 def usable_mode(search, mode: str | None, note: Callable[[str], None] | None = None) -> str | None:
     """The mode a search of `search` (a `LegalSearch`) runs in: `mode` itself, except on a pulled index whose
     query model does not give the publisher's vectors: a dense mode asked for is refused (`ModelError`, one line
     naming the difference); the default search answers lexically, with a note (once per reader and problem)."""
-    try:
-        record = read_follow(search.path)
-    except IndexFormatError:
-        return mode
+    record = _record_of(search.path)
     if record is None:
         return mode
     wanted = mode or search.default_mode
@@ -448,15 +467,18 @@ def _stderr_note(message: str) -> None:
 
 
 def _model_problem(search, record: dict) -> str | None:
-    """`model_problem`, computed once per reader and release held."""
+    """`model_problem`, computed once per reader and release held (a model that could not be loaded: again
+    after `LOAD_RETRY_SECONDS`, so that a server moves to dense answers once the model has arrived)."""
     key = f"{record.get('series')}-{record.get('sequence')}"
     with _lock:
-        known = _checked.get(search, {})
-        if key in known:
-            return known[key]
+        known = _checked.get(search, {}).get(key)
+        if known is not None and time.monotonic() < known[1]:
+            return known[0]
     problem = model_problem(record, search)
+    loading = problem is not None and problem.startswith(UNLOADABLE)
+    until = time.monotonic() + LOAD_RETRY_SECONDS if loading else float("inf")
     with _lock:
-        _checked.setdefault(search, {})[key] = problem
+        _checked.setdefault(search, {})[key] = (problem, until)
     return problem
 
 
@@ -468,9 +490,9 @@ def model_problem(record: dict, search) -> str | None:
     try:
         info = search.encoder.info
     except LegalSearchError as exc:
-        return f"the model cannot be loaded here ({exc})"
+        return f"{UNLOADABLE} ({exc})"
     except Exception as exc:  # a model library's own failure: said in one line
-        return f"the model cannot be loaded here ({type(exc).__name__}: {exc})"
+        return f"{UNLOADABLE} ({type(exc).__name__}: {exc})"
     from .indexing import same_model
 
     if fingerprint.get("id") and not same_model({"id": fingerprint["id"]}, info.model_id):

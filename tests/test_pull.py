@@ -317,3 +317,30 @@ def test_probe_vectors_that_the_local_model_does_not_give_make_it_lexical(world)
     assert notes and "probe cosine" in notes[0]
     unscrambled = LegalSearch.open(world["index"], encoder=world["encoder"])
     assert pull.usable_mode(unscrambled, "dense") == "dense", "an index built here is not checked"
+
+
+def test_a_pulled_index_answers_lexically_until_its_model_arrives(tmp_path, tiny_model, monkeypatch, capsys) -> None:
+    from legalsearch.embedding import load_encoder
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (tmp_path / "laws").mkdir()
+    (tmp_path / "laws" / "BOE-A-2099-1.txt").write_text(LAW_A, encoding="utf-8")
+    indexing.build([str(tmp_path / "laws")], tmp_path / "index", encoder=load_encoder(str(model)))
+    release.generate_key(tmp_path / "key")
+    publish.publish(tmp_path / "index", tmp_path / "out", tmp_path / "key")
+    follower = tmp_path / "follower"
+    pull.pull(follower, str(tmp_path / "out"), [tmp_path / "key.pub"])
+    shutil.move(model, tmp_path / "elsewhere")  # the model has not arrived on this machine
+    search = LegalSearch.open(follower)
+    assert search.default_mode != "lexical"
+    capsys.readouterr()
+    hits = search.search("vacaciones anuales retribuidas", k=2)
+    assert hits and all(h.match in ("lexical", "cita") for h in hits)
+    assert "answering lexically: the model cannot be loaded here" in capsys.readouterr().err
+    with pytest.raises(ModelError, match="cannot be loaded"):
+        search.search("vacaciones anuales retribuidas", k=2, mode="dense")
+    shutil.move(tmp_path / "elsewhere", model)  # it arrives
+    monkeypatch.setattr(pull, "LOAD_RETRY_SECONDS", 0.0)
+    search = LegalSearch.open(follower)
+    assert search.search("vacaciones anuales retribuidas", k=2, mode="dense")[0].match == "dense"
