@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from legalsearch import indexing, publish, release, store
 from legalsearch.cli import app
 from legalsearch.errors import TargetError
-from legalsearch.search import LegalSearch
+from legalsearch.search import Filters, LegalSearch
 
 from .test_index_search import LAW_A, LAW_B, long_article_law
 
@@ -355,3 +355,20 @@ def test_a_publish_that_fails_halfway_leaves_the_previous_release(
     assert sorted(p.name for p in out.iterdir()) == ["full-000001", release.MANIFEST]
     monkeypatch.undo()
     assert publish.publish(index, out, key).kind == "delta"
+
+
+def test_earlier_wordings_travel_with_the_release(sources: Path, tmp_path: Path, key: Path, encoder) -> None:
+    from .test_search_modes import API_LAW
+
+    (sources / "BOE-A-2099-1.txt").unlink()
+    (sources / "BOE-A-2099-1.xml").write_bytes(API_LAW)  # a1 in two wordings, a2 added later
+    index, out, follower = tmp_path / "idx", tmp_path / "out", tmp_path / "follower"
+    indexing.build([str(sources)], index, encoder=encoder, history=True)
+    publish.publish(index, out, key)
+    follow(out, key, follower)
+    assert store.read_manifest(follower)["counts"]["earlier_wordings"] == 1
+    assert digests(follower) == digests(index)
+    search = LegalSearch.open(follower, encoder=encoder)
+    then = search.search("Texto de pruebas", k=5, mode="lexical", filters=Filters(as_of="2099-06-01"))
+    assert [(h.article_id, h.text) for h in then if h.boe_id == "BOE-A-2099-1"] == [("a1", "Texto original.")]
+    assert search.article("BOE-A-2099-1", "a1", as_of="2099-06-01")["text"] == "Texto original."
