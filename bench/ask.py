@@ -8,11 +8,13 @@ machine moves single runs by seconds). Target (issue 25): a later ask ≤ 1.5 ×
     python bench/ask.py --model large        # a random model of the legal model's size (XLM-R large)
     python bench/ask.py --model minilm large # both, one after the other
     python bench/ask.py --model DIR          # any sentence-transformers folder
+    python bench/ask.py --keep /tmp/ask      # build the model and its index once, in /tmp/ask/NAME, reuse them
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -80,23 +82,26 @@ def calls(ask: list[str], env: dict, repeat: int) -> tuple[float, float, float]:
     return first, statistics.median(later), statistics.median(lexical)
 
 
-def bench(name: str, repeat: int) -> None:
+def bench(name: str, repeat: int, keep: Path | None) -> None:
     from legalsearch.encoder_daemon import stop_daemons
 
-    work = Path(tempfile.mkdtemp(prefix="bench-ask-"))
-    runtime = work / "run"
-    runtime.mkdir(mode=0o700)
+    work = keep / Path(name).name if keep else Path(tempfile.mkdtemp(prefix="bench-ask-"))
+    runtime = Path(tempfile.mkdtemp(prefix="bench-ask-run-"))  # a daemon of the bench's own, stopped at its end
     try:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "LEGALSEARCH_MODELS": str(work / "exports")}
-        env["XDG_RUNTIME_DIR"] = str(runtime)  # a daemon of the bench's own, stopped at its end
-        model = model_folder(name, work)
+        env["XDG_RUNTIME_DIR"] = str(runtime)
         index = work / "idx"
         cli = [sys.executable, "-m", "legalsearch"]
-        built = timed([*cli, "index", str(SOURCE), "--index", str(index), "--model", model], env)
+        if (index / "manifest.json").exists():
+            model, built = json.loads((index / "manifest.json").read_text(encoding="utf-8"))["model"]["id"], "kept"
+        else:
+            model = model_folder(name, work)
+            seconds = timed([*cli, "index", str(SOURCE), "--index", str(index), "--model", model], env)
+            built = f"built in {seconds:.1f} s"
         ask = [*cli, "ask", QUESTION, "--index", str(index), "-k", "5"]
         os.environ.update({"HF_HUB_OFFLINE": "1", "LEGALSEARCH_MODELS": env["LEGALSEARCH_MODELS"]})
         encoding, kind = encoding_seconds(index)
-        print(f"model {name} ({model}); index of {SOURCE.name} built in {built:.1f} s; {repeat} runs each")
+        print(f"model {name} ({model}); index of {SOURCE.name} {built}; {repeat} runs each")
         print(f"query encoding in-process ({kind}): {encoding * 1000:.0f} ms")
         for daemon in ("0", "1"):
             forget_compiled(work, model)
@@ -110,16 +115,19 @@ def bench(name: str, repeat: int) -> None:
             )
     finally:
         stop_daemons(runtime / "legalsearch")
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(runtime, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", nargs="+", default=["minilm"], help="minilm, large, or a model folder")
     parser.add_argument("--repeat", type=int, default=5, help="runs of the later and the lexical calls")
+    parser.add_argument("--keep", type=Path, help="build each model's index in KEEP/NAME once, reuse it later")
     args = parser.parse_args()
     for name in args.model:
-        bench(name, args.repeat)
+        bench(name, args.repeat, args.keep)
 
 
 if __name__ == "__main__":
