@@ -238,8 +238,9 @@ def lean_encoder(model_id: str, backend: str, precision: str) -> QueryEncoder | 
 
 
 def use_encoder_daemon() -> None:
-    """Let this process's query encoders come from the per-user daemon (`encoder_daemon`): what `legalsearch ask`
-    asks, one question per process. The Python API and `serve` keep their model in-process and never call it."""
+    """Let this process's query encoders, from now on, come from the per-user daemon (`encoder_daemon`): what
+    `legalsearch ask` asks, one question per process. The Python API and `serve` keep their model in-process and
+    never call it."""
     global _daemon_wanted
     _daemon_wanted = True
 
@@ -270,8 +271,10 @@ def _lean(plan: LeanPlan):
     """The daemon's encoder for `plan` where this process may use it (it falls back to `plan.build()` itself
     whenever the daemon cannot answer), else the in-process one."""
     if _daemon_wanted:
-        from .encoder_daemon import daemon_encoder
-
+        try:
+            from .encoder_daemon import daemon_encoder
+        except ImportError:  # no Unix file locks here (Windows)
+            return plan.build()
         served = daemon_encoder(plan)
         if served is not None:
             return served

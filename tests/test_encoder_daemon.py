@@ -126,8 +126,12 @@ def test_ask_answers_through_the_daemon_as_it_does_without_it(exported: Path, tm
     assert len(running_daemons(daemons)) == 1, "the second ask used the first one's daemon"
 
 
-def test_the_python_api_keeps_its_model_in_process(exported: Path, tmp_path: Path, daemons: Path) -> None:
-    from legalsearch import LegalSearch
+def test_the_python_api_keeps_its_model_in_process(
+    exported: Path, tmp_path: Path, daemons: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from legalsearch import LegalSearch, query_encoder
+
+    monkeypatch.setattr(query_encoder, "_daemon_wanted", False)  # as in a process where no `ask` command ran
 
     index = tmp_path / "idx"
     source = str(CORPORA / "xml" / "BOE-A-1989-22056.xml")
