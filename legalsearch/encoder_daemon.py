@@ -3,7 +3,7 @@ second `legalsearch ask` imports neither OpenVINO nor the model (as dmypy or Gra
 
 The first dense `ask` starts it (detached, in a session of its own) and waits for it to load; later asks send
 their question over a Unix socket and get its vector back. The index stays in the asking process, so an answer
-is never staler than the index. Only vectors cross the socket, and each one is checked before use: the daemon
+is never staler than the index. Only questions and vectors cross the socket; each answer is checked: the daemon
 must be run by this user (`SO_PEERCRED`), report the very model, revision, runtime and export the asking process
 resolved, and send finite unit vectors of the right shape. Anything else — no daemon, a dead or slow one, a
 wrong answer — and the asking process encodes in-process as it would without a daemon; the user sees nothing.
