@@ -18,7 +18,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,24 +181,27 @@ class Transport:
     def _download(self, url: str, part: Path, size: int, tick) -> str:
         """Bring `part` to `size` bytes from `url`, resuming; its sha256."""
         held = _Held()
-        if part.is_file():
-            if part.stat().st_size > size:
-                part.unlink()
-            else:
-                held.bytes = _hash_into(held.hasher, part)
-                if tick and held.bytes:
-                    tick(held.bytes)
-        failures = 0
-        while held.bytes < size:
-            before = held.bytes
-            try:
-                self._continue(url, part, held, size, tick)
-            except _Retry as retry:
-                failures = 0 if held.bytes > before else failures + 1
-                self._wait_or_give_up(url, retry, max(failures, 1))
-        if held.bytes == 0:
-            part.touch()
-        return held.hasher.hexdigest()
+        try:
+            if part.is_file():
+                if part.stat().st_size > size:
+                    part.unlink()
+                else:
+                    held.bytes = _hash_into(held.hasher, part)
+                    if tick and held.bytes:
+                        tick(held.bytes)
+            failures = 0
+            while held.bytes < size:
+                before = held.bytes
+                try:
+                    self._continue(url, part, held, size, tick)
+                except _Retry as retry:
+                    failures = 0 if held.bytes > before else failures + 1
+                    self._wait_or_give_up(url, retry, max(failures, 1))
+            if held.bytes == 0:
+                part.touch()
+            return held.hexdigest()
+        finally:
+            held.close()
 
     def _continue(self, url: str, part: Path, held: _Held, size: int, tick) -> None:
         """One try: append to `part` from the bytes `held`, which follow what is written; `_Retry` when cut
@@ -298,18 +303,38 @@ class Transport:
 
 
 class _Held:
-    """What a download holds so far: its bytes on disk and their running sha256."""
+    """What a download holds so far: its bytes on disk and their running sha256, computed in a thread of its own
+    while the next block is read (hashlib releases the GIL), at most `BACKLOG` blocks behind."""
+
+    BACKLOG = 8
 
     def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="legalsearch-sha256")
+        self._pending: deque = deque()
         self.restart()
 
     def restart(self) -> None:
+        self._drain()
         self.bytes = 0
         self.hasher = hashlib.sha256()
 
     def add(self, block: bytes) -> None:
-        self.hasher.update(block)
         self.bytes += len(block)
+        self._pending.append(self._pool.submit(self.hasher.update, block))
+        while len(self._pending) > self.BACKLOG:
+            self._pending.popleft().result()
+
+    def hexdigest(self) -> str:
+        self._drain()
+        return self.hasher.hexdigest()
+
+    def close(self) -> None:
+        self._drain()
+        self._pool.shutdown()
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
 
 
 def _span(response, offset: int) -> tuple[int, int | None]:
