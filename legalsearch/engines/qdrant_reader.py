@@ -31,6 +31,14 @@ RANGE_UNIT = re.compile(r"a.*-a")  # the SQL's article_id LIKE 'a%-a%'
 
 
 @dataclass
+class _Scored:
+    id: int
+    score: float
+    payload: dict
+    vector: dict
+
+
+@dataclass
 class _Native:
     filter: object
     allowed: dict = field(default_factory=dict)
@@ -137,14 +145,48 @@ class QdrantReader(Reader):
         return [sorted(a.points, key=lambda p: (-p.score, p.id)) for a in answers]
 
     def dense(self, vectors: np.ndarray, dim: int, n: int, restriction: Restriction | None) -> Found:
-        found = self._nearest(matryoshka(vectors, dim), f"d{dim}", n, restriction)
+        """Candidates from Qdrant (a margin beyond `n`), scored again with the local engine's own FAISS
+        arithmetic (`_same_arithmetic`), so that near-ties order as they do there and rank fusion agrees."""
+        found = self._ranked(vectors, dim, n, restriction)
         return [[(int(p.id), float(p.score), int(p.payload["unit"])) for p in points] for points in found]
+
+    def _ranked(self, vectors: np.ndarray, dim: int, n: int, restriction, also: tuple = ()) -> list[list]:
+        queries = matryoshka(vectors, dim)
+        fetch = n + max(8, n // 4)
+        found = self._nearest(queries, f"d{dim}", fetch, restriction, [f"d{dim}", *also])
+        if self.manifest["faiss"].get("quantize", "none") == "none":
+            found = self._same_arithmetic(queries, dim, found, restriction is not None)
+        return [points[:n] for points in found]
+
+    def _same_arithmetic(self, queries: np.ndarray, dim: int, found: list[list], selected: bool) -> list[list]:
+        """Each query's candidates scored by a FAISS index of the local engine's kind for `dim` (float32 Flat, or
+        float16 SQfp16 above 128 dims) over their stored vectors, searched as the local engine searches (every
+        query at once; through a selector where a filter applies), best first, ties by key."""
+        import faiss
+
+        from ..segments import factory
+
+        pool = {int(p.id): p for points in found for p in points}
+        if not pool:
+            return found
+        keys = np.array(sorted(pool), dtype=np.int64)
+        stored = np.array([pool[k].vector[f"d{dim}"] for k in keys], dtype=np.float32)
+        index = faiss.index_factory(dim, factory("flat", "none", dim), faiss.METRIC_INNER_PRODUCT)
+        index.add(stored)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorRange(0, len(keys))) if selected else None
+        scores, rows = index.search(np.ascontiguousarray(queries), len(keys), params=params)
+        ranked = []
+        for q, points in enumerate(found):
+            mine = {int(p.id) for p in points}
+            pairs = [(float(s), int(keys[r])) for s, r in zip(scores[q], rows[q], strict=True) if r >= 0]
+            pairs = sorted((p for p in pairs if p[1] in mine), key=lambda p: (-p[0], p[1]))
+            ranked.append([_Scored(key, score, pool[key].payload, pool[key].vector) for score, key in pairs])
+        return ranked
 
     def funnel(self, vectors, dim: int, small: int, shortlist: int, n: int, restriction) -> Found:
         full = matryoshka(vectors, dim)
         results = []
-        for q, points in enumerate(self._nearest(matryoshka(vectors, small), f"d{small}", max(n, shortlist),
-                                                 restriction, ["full"])):  # fmt: skip
+        for q, points in enumerate(self._ranked(vectors, small, max(n, shortlist), restriction, ("full",))):
             if not points:
                 results.append([])
                 continue
