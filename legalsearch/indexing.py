@@ -17,7 +17,6 @@ import numpy as np
 
 from . import lexical
 from . import sources as sources_module
-from .catalogue import writes
 from .chunking import DEFAULT_MAX_TOKENS, chunk_law
 from .dates import check_day
 from .documents import Law
@@ -26,35 +25,19 @@ from .embedding import (
     Encoder,
     check_requested_runtime,
     check_runtime,
+    default_model,
     dims_for,
     load_encoder,
     same_model,
 )
+from .engines import StoreSpec, open_writer
+from .engines.base import Writer
 from .errors import LegalSearchError, ModelError, ParseError, UsageError
-from .files import StorageError, check_writable, sha256_file
+from .files import StorageError, sha256_file
 from .progress import duration
 from .ranking import Priors
 from .segments import FAISS_KINDS, QUANTIZATIONS
-from .store import (
-    DATABASE,
-    FORMAT_VERSION,
-    Change,
-    IndexContents,
-    StoredLaw,
-    WriterLock,
-    check_files,
-    check_target,
-    commit,
-    compact,
-    connect,
-    is_index,
-    load_contents,
-    read_manifest,
-    real_path,
-    row_vectors,
-    tidy,
-    write_index,
-)
+from .store import FORMAT_VERSION, Change, IndexContents, StoredLaw
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 FORMAT_PREFERENCE = ("boe-api-xml", "boe-html", "pdf", "markdown", "boe-diario-xml", "text")
@@ -70,7 +53,7 @@ class NothingToIndex(LegalSearchError):
 
 @dataclass
 class IndexReport:
-    index: Path
+    index: Path | str  # the index folder, or how a store of another engine is named (`StoreSpec.label`)
     laws: int = 0
     articles: int = 0
     earlier_wordings: int = 0
@@ -282,15 +265,9 @@ class Stored:
         return self.manifest["format_version"] != FORMAT_VERSION
 
     @classmethod
-    def read(cls, index: Path) -> Stored:
-        manifest = read_manifest(index, upgrade=True)
-        check_files(index, manifest)
-        connection = connect(index / DATABASE)
-        try:
-            states = writes.law_states(connection, worded=manifest["format_version"] != 1)  # format 1: no wordings
-        finally:
-            connection.close()
-        return cls(manifest, {boe_id: _stored_preference(state) for boe_id, state in states.items()})
+    def read(cls, writer: Writer) -> Stored:
+        states = writer.law_states()
+        return cls(writer.manifest(), {boe_id: _stored_preference(state) for boe_id, state in states.items()})
 
 
 def _stored_preference(state: dict) -> tuple:
@@ -341,17 +318,20 @@ def _unreadable_in(folder: Path) -> list[LegalSearchError]:
 
 def build(
     arguments: Iterable[str],
-    index: Path,
+    index: Path | str | StoreSpec,
     options: BuildOptions | None = None,
     *,
     fetcher: Callable[[str], Path] | None = None,
     progress: Progress | None = None,
     encoder: Encoder | None = None,
     notify: Callable[[str], None] | None = None,
+    writer: Writer | None = None,
     **settings,
 ) -> IndexReport:
-    """Index `arguments` (files, folders, BOE ids, id lists) into `index`, adding to or updating what it holds;
-    `options` (or the same names as keywords: `BuildOptions`) say how.
+    """Index `arguments` (files, folders, BOE ids, id lists) into `index` (an index folder or a store address:
+    `engines.StoreSpec`), adding to or updating what it holds; `options` (or the same names as keywords:
+    `BuildOptions`) say how. Everything is written through the store's `Writer` (`engines.open_writer`); `writer`:
+    one already open (`sync` holds one for its whole run).
 
     A pipeline of stages: read the sources (skipping those whose bytes the index holds) → plan what changed →
     chunk → embed what is new (chunks whose text the index holds keep their vectors) → commit one new segment and
@@ -363,7 +343,8 @@ def build(
     options = options or BuildOptions(**settings)
     options.check()
     started = time.perf_counter()
-    index = Path(index)
+    spec = index if isinstance(index, StoreSpec) else StoreSpec.parse(index)
+    index = spec.path if spec.engine == "local" else spec.label
     from .pull import refuse_if_following
 
     refuse_if_following(index)  # an index that follows a publisher is written by `pull` only (or detached)
@@ -371,49 +352,73 @@ def build(
     tick = progress or (lambda stage, done, total: None)
     arguments = list(arguments)
     resolved = _resolve(arguments, report)
-    check_target(index, [Path(a) for a in arguments if Path(a).exists()] + [s.path for s in resolved if s.path])
-    index = real_path(index)  # through a link: the folder it leads to is locked, updated and replaced
-    check_writable(index)  # before any source is read or chunk embedded
-    with WriterLock(index):
-        tidy(index)
-        stored = Stored.read(index) if is_index(index) else None
-        if stored is not None:
-            _check_model(stored.manifest["model"], options, index)
-        if stored is not None and options.max_tokens:  # capped now, or a budget above the model's reads as changed
-            model = stored.manifest["model"]
-            options.max_tokens = capped_budget(options.max_tokens, model.get("max_seq_length"), model["id"], notify)
-        budget = options.max_tokens or (stored.manifest["chunking"]["max_tokens"] if stored else None)
-        known = _known_in(index, stored.manifest) if stored is not None else (lambda hashes: {})
-        pipeline = Pipeline(
-            lambda: _encoder(encoder, index, stored, options, notify), budget, known, options.batch_size, tick, notify
-        )
-        plan = _plan(resolved, stored, options, fetcher, report, tick, pipeline.submit)
-        if report.replace_withheld and notify is not None:
-            notify(f"{index}: {len(report.errors)} source{'s' * (len(report.errors) != 1)} could not be read; "
-                   "--replace removed nothing (fix or drop them and run again)")  # fmt: skip
-        if stored is None and not plan.chosen:
-            raise NothingToIndex(report.errors)
-        if stored is not None and not plan.chosen and not plan.removed and not plan.rewrite:
-            _report_counts(report, stored.manifest, index)
-            report.reused = report.chunks
-            report.up_to_date = True
-            if options.compact:
-                report.compacted = compact(index, everything=True)
-            report.seconds = time.perf_counter() - started
-            return report
-        encoder = pipeline.encoder
-        if stored is None or plan.rewrite:
-            manifest = _rewrite(index, plan, stored, options, pipeline, tick, report)
-        else:
-            manifest = _update(index, plan, stored, pipeline, tick, report)
-        if hasattr(encoder, "discard"):  # distributed: the shards' vectors are in the index now
-            encoder.discard()
-        report.compacted = _merge_after(index, options.compact, notify)
-        if report.compacted:
-            manifest = read_manifest(index)
-    _report_counts(report, manifest, index)
+    run = _Run(spec, options, fetcher, encoder, tick, notify, report, started)
+    given = [Path(a) for a in arguments if Path(a).exists()] + [s.path for s in resolved if s.path]
+    if writer is not None:  # `sync`: one writer for the whole run
+        if hasattr(writer, "check_sources"):  # a local index is never one of its sources, nor holds one
+            writer.check_sources(given)
+        return _build(writer, resolved, run)
+    with open_writer(spec, given) as writer:
+        return _build(writer, resolved, run)
+
+
+@dataclass
+class _Run:
+    """What one `build` was given."""
+
+    spec: StoreSpec
+    options: BuildOptions
+    fetcher: Callable[[str], Path] | None
+    encoder: Encoder | None
+    tick: Progress
+    notify: Callable[[str], None] | None
+    report: IndexReport
+    started: float
+
+
+def _build(writer: Writer, resolved, run: _Run) -> IndexReport:
+    """`build` on an open writer: plan, chunk, embed, commit (and merge)."""
+    options, tick, notify, report = run.options, run.tick, run.notify, run.report
+    local = getattr(writer, "index", None)  # a local index: its real folder (links resolved) names it
+    label = str(local) if isinstance(local, Path) else run.spec.label
+    shards = local if isinstance(local, Path) else _shards_beside(run.spec)
+    stored = Stored.read(writer) if writer.exists() else None
+    if stored is not None:
+        _check_model(stored.manifest["model"], options, label)
+    if stored is not None and options.max_tokens:  # capped now, or a budget above the model's reads as changed
+        model = stored.manifest["model"]
+        options.max_tokens = capped_budget(options.max_tokens, model.get("max_seq_length"), model["id"], notify)
+    budget = options.max_tokens or (stored.manifest["chunking"]["max_tokens"] if stored else None)
+    known = writer.known_vectors if stored is not None else (lambda hashes: {})
+    load = lambda: _encoder(run.encoder, label, shards, stored, options, notify)  # noqa: E731 (when first needed)
+    pipeline = Pipeline(load, budget, known, options.batch_size, tick, notify)
+    plan = _plan(resolved, stored, options, run.fetcher, report, tick, pipeline.submit)
+    if report.replace_withheld and notify is not None:
+        notify(f"{label}: {len(report.errors)} source{'s' * (len(report.errors) != 1)} could not be read; "
+               "--replace removed nothing (fix or drop them and run again)")  # fmt: skip
+    if stored is None and not plan.chosen:
+        raise NothingToIndex(report.errors)
+    if stored is not None and not plan.chosen and not plan.removed and not plan.rewrite:
+        _report_counts(report, stored.manifest, writer)
+        report.reused = report.chunks
+        report.up_to_date = True
+        if options.compact:
+            report.compacted = writer.compact(everything=True)
+        report.seconds = time.perf_counter() - run.started
+        return report
+    encoder = pipeline.encoder
+    if stored is None or plan.rewrite:
+        manifest = _rewrite(writer, plan, stored, options, pipeline, tick, report)
+    else:
+        manifest = _update(writer, plan, stored, pipeline, tick, report)
+    if hasattr(encoder, "discard"):  # distributed: the shards' vectors are in the index now
+        encoder.discard()
+    report.compacted = _merge_after(writer, options.compact, notify)
+    if report.compacted:
+        manifest = writer.manifest()
+    _report_counts(report, manifest, writer)
     report.reused = report.chunks - report.embedded
-    report.seconds = time.perf_counter() - started
+    report.seconds = time.perf_counter() - run.started
     return report
 
 
@@ -424,12 +429,12 @@ def stored_bytes(index: Path, manifest: dict) -> int:
     return files + sum(f.stat().st_size for f in catalogue if f.exists())
 
 
-def _report_counts(report: IndexReport, manifest: dict, index: Path) -> None:
+def _report_counts(report: IndexReport, manifest: dict, writer: Writer) -> None:
     counts = manifest["counts"]
     report.laws, report.articles, report.chunks = counts["laws"], counts["articles"], counts["chunks"]
     report.earlier_wordings = counts.get("earlier_wordings", 0)
     report.dims = list(manifest["dims"])
-    report.bytes = stored_bytes(index, manifest)
+    report.bytes = writer.stored_bytes() if hasattr(writer, "stored_bytes") else 0
     report.commit = manifest.get("commit")
 
 
@@ -443,18 +448,18 @@ def capped_budget(asked: int, limit: int | None, model_id: str, notify) -> int:
     return limit
 
 
-def _merge_after(index: Path, everything: bool, notify) -> dict | None:
+def _merge_after(writer: Writer, everything: bool, notify) -> dict | None:
     """The merge that follows a commit (`store.compact`). A full disk there leaves the commit as it is: the merge
     waits for a later run."""
     try:
-        return compact(index, everything=everything)
+        return writer.compact(everything=everything)
     except StorageError as exc:
         if notify is not None:
             notify(f"the update is committed; merging its segments was left for a later run: {exc}")
         return None
 
 
-def _check_model(recorded: dict, options: BuildOptions, index: Path) -> None:
+def _check_model(recorded: dict, options: BuildOptions, index: Path | str) -> None:
     if options.model is not None and not same_model(recorded, options.model):
         raise ModelError(
             f"{index} was built with model {recorded['id']}, not {options.model}; "
@@ -552,15 +557,16 @@ def _plan(resolved, stored: Stored | None, options: BuildOptions, fetcher, repor
     return plan
 
 
-def _encoder(encoder, index: Path, stored: Stored | None, options: BuildOptions, notify) -> Encoder:
-    """The model, loaded (or a Ray pool), checked against the one the index was built with."""
+def _encoder(encoder, index: str, shards: Path, stored: Stored | None, options: BuildOptions, notify) -> Encoder:
+    """The model, loaded (or a Ray pool, its shards beside `shards`), checked against the one the index `index`
+    was built with."""
     match = stored.manifest["model"] if stored else None
     model_id = options.model or (match["id"] if match else None)
     if encoder is None and options.distributed == "ray":
         from .distributed import ray_encoder
 
         encoder = ray_encoder(
-            model_id or DEFAULT_MODEL, index, address=options.ray_address, workers=options.workers,
+            model_id or default_model(), shards, address=options.ray_address, workers=options.workers,
             gpus_per_worker=options.gpus_per_worker, backend=options.backend, precision=options.precision,
             match=match, notify=notify,
         )  # fmt: skip
@@ -740,19 +746,10 @@ def _chunk_and_embed(laws, pipeline: Pipeline, report) -> list[StoredLaw]:
     return fresh
 
 
-def _known_in(index: Path, manifest: dict):
-    """`known(hashes)` for an index on disk: the stored vectors of chunks with those content hashes."""
-
-    def known(hashes: set[str]) -> dict[str, np.ndarray]:
-        connection = connect(index / DATABASE)
-        try:
-            pairs = writes.rows_of_texts(connection, hashes)
-        finally:
-            connection.close()
-        vectors = row_vectors(index, manifest, list(pairs.values()))
-        return dict(zip(pairs, vectors, strict=True))
-
-    return known
+def _shards_beside(spec: StoreSpec) -> Path:
+    """Where a Ray run for a store that is not an index folder keeps its shards (`.<name>.shards/` beside the
+    path returned): in a Qdrant store's local-mode folder, or for a server the working folder."""
+    return (spec.path or Path.cwd()) / str(spec.name)
 
 
 def _write_step(tick, steps: int):
@@ -767,7 +764,7 @@ def _write_step(tick, steps: int):
     return on_step
 
 
-def _update(index, plan: Plan, stored: Stored, pipeline: Pipeline, tick, report) -> dict:
+def _update(writer: Writer, plan: Plan, stored: Stored, pipeline: Pipeline, tick, report) -> dict:
     """Stage 5 of an update: one new segment for the changed laws, one catalogue transaction."""
     manifest = stored.manifest
     fresh = _chunk_and_embed(list(plan.chosen.values()), pipeline, report)
@@ -777,13 +774,13 @@ def _update(index, plan: Plan, stored: Stored, pipeline: Pipeline, tick, report)
         added=fresh, removed=plan.removed, embedded=report.embedded,
         sources={k: v for k, v in plan.sources.items() if v["laws"]}, dropped_sources=dropped,
     )  # fmt: skip
-    return commit(index, change, _write_step(tick, 2 + len(manifest["dims"])))
+    return writer.commit(change, _write_step(tick, 2 + len(manifest["dims"])))
 
 
-def _rewrite(index, plan: Plan, stored: Stored | None, options, pipeline: Pipeline, tick, report) -> dict:
+def _rewrite(writer: Writer, plan: Plan, stored: Stored | None, options, pipeline: Pipeline, tick, report) -> dict:
     """Stage 5 of a first build or a rewrite (new dims, FAISS kind, chunk budget, an old format): the whole
     index into a new folder, renamed into place."""
-    existing = load_contents(index) if stored else None
+    existing = writer.contents() if stored else None
     encoder, budget = pipeline.encoder, pipeline.budget
     tokens_changed = existing is not None and budget != existing.max_tokens
     kept = [s for s in (existing.laws if existing else []) if s.law.boe_id not in set(plan.chosen) | plan.removed]
@@ -819,4 +816,4 @@ def _rewrite(index, plan: Plan, stored: Stored | None, options, pipeline: Pipeli
         build={"embedded": report.embedded},
     )
     kind = "build" if existing is None else ("upgrade" if stored.rewrite_needed else "rewrite")
-    return write_index(index, contents, _write_step(tick, 2 + len(dims)), kind=kind)
+    return writer.write_all(contents, kind, _write_step(tick, 2 + len(dims)))

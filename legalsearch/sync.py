@@ -36,15 +36,15 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import indexing, store
-from .catalogue import tables, writes
 from .embedding import load_encoder
+from .engines import StoreSpec, open_writer
+from .engines.base import Writer
 from .errors import FetchError, ParseError, UsageError
 from .folding import fold
 from .sources import read_id_list
@@ -204,7 +204,7 @@ class SyncOptions:
 
 
 def sync(
-    index: Path,
+    index: Path | str | StoreSpec,
     options: SyncOptions,
     client: BOEClient,
     *,
@@ -212,7 +212,8 @@ def sync(
     progress: Callable[[str, int, int], None] | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> SyncReport:
-    """One sync run of `index` against the API `client` talks to (see the module's docstring)."""
+    """One sync run of `index` (an index folder or a store address: `engines.StoreSpec`) against the API `client`
+    talks to (see the module's docstring). Everything is written through one `Writer` held for the whole run."""
     from .pull import refuse_if_following
 
     refuse_if_following(index)  # an index that follows a publisher is written by `pull` only (or detached)
@@ -222,14 +223,14 @@ def sync(
         raise UsageError(f"--rate must be above 0 requests per second (got {options.rate})")
     client.delay = 1.0 / options.rate
     started = time.perf_counter()
-    index = Path(index)
-    report = SyncReport(str(index), started=store.now(), selection=options.selection.record(),
+    spec = index if isinstance(index, StoreSpec) else StoreSpec.parse(index)
+    report = SyncReport(spec.label, started=store.now(), selection=options.selection.record(),
                         dry_run=options.dry_run)  # fmt: skip
     tick = progress or (lambda stage, done, total: None)
     say = notify or (lambda message: None)
-    with store.WriterLock(index):
-        store.tidy(index)
-        state = _read_state(index)
+    with open_writer(spec) as writer:
+        index = _Store(spec, writer)
+        state = _read_state(writer)
         since = _window_start(state, options.full, report.selection)
         report.listing = "full" if since is None else f"window since {since}"
         try:
@@ -254,18 +255,26 @@ def sync(
             paths = _diario(client, state, options, report, tick, say)
             _index_batch(index, paths, options, report, model, progress, notify)
             _record(index, [(b, None, "diario", None) for b in report.diario if b not in report.failed])
-    return _finish(index, report, client, started, log=True)
+        return _finish(index, report, client, started, log=True)
 
 
-def _finish(index: Path, report: SyncReport, client: BOEClient, started: float, log: bool = True) -> SyncReport:
+@dataclass
+class _Store:
+    """The store a run syncs: how it is named and the run's writer."""
+
+    spec: StoreSpec
+    writer: Writer
+
+
+def _finish(index: _Store, report: SyncReport, client: BOEClient, started: float, log: bool = True) -> SyncReport:
     report.requests = client.requests
     report.throttled = client.throttled
     report.seconds = time.perf_counter() - started
-    if store.is_index(index):
-        manifest = store.read_manifest(index)
+    if index.writer.exists():
+        manifest = index.writer.manifest()
         report.commit, report.chunks = manifest["commit"], manifest["counts"]["chunks"]
         if log and not report.dry_run:
-            _log(index, report)
+            index.writer.log_sync(store.now(), report.to_dict())
     return report
 
 
@@ -273,12 +282,13 @@ class _Model:
     """The embedding model of the run: loaded when a batch first has something to index, then kept for the
     next batches (the one the index was built with, or `build.model`)."""
 
-    def __init__(self, index: Path, build: indexing.BuildOptions, notify, encoder=None) -> None:
+    def __init__(self, index: _Store, build: indexing.BuildOptions, notify, encoder=None) -> None:
         self.index, self.build, self.notify, self.encoder = index, build, notify, encoder
 
     def get(self):
         if self.encoder is None:
-            match = store.read_manifest(self.index)["model"] if store.is_index(self.index) else None
+            writer = self.index.writer
+            match = writer.manifest()["model"] if writer.exists() else None
             model_id, build = self.build.model or (match["id"] if match else None), self.build
             self.encoder = load_encoder(model_id, build.device, self.notify, backend=build.backend,
                                         precision=build.precision, match=match)  # fmt: skip
@@ -361,7 +371,7 @@ def removal_limit(indexed: int) -> int:
     return max(REMOVAL_FLOOR, int(REMOVAL_SHARE * indexed))
 
 
-def _remove(index: Path, client: BOEClient, plan: Plan, state: dict, options, report: SyncReport, say) -> None:
+def _remove(index: _Store, client: BOEClient, plan: Plan, state: dict, options, report: SyncReport, say) -> None:
     """Remove the unselected norms and those gone from the catalogue (each confirmed by a 404 of its own
     endpoint), within the limit; record them. Over the limit, nothing is removed and the run says why."""
     indexed = sum(1 for r in state["norms"].values() if r["state"] in IN_INDEX)
@@ -388,9 +398,10 @@ def _remove(index: Path, client: BOEClient, plan: Plan, state: dict, options, re
         else:
             report.gone.append(boe_id)
             plan.remove.add(boe_id)
-    present = _laws_in(index) & plan.remove if plan.remove and store.is_index(index) else set()
+    writer = index.writer
+    present = set(writer.law_states()) & plan.remove if plan.remove and writer.exists() else set()
     if present:
-        store.commit(index, store.Change(removed=present, kind="sync"))
+        writer.commit(store.Change(removed=present, kind="sync"))
     report.removed = sorted(present)
     gone = set(report.gone) | plan.forget
     _record(index, [(b, None, "gone", None) for b in sorted(gone)]
@@ -539,13 +550,13 @@ def _fetch_one(client, boe_id: str, item: dict, state, selection: Selection, rep
     return (boe_id, _cached_update(path) or (str(listed) if listed else None), "indexed", None), path
 
 
-def _index_batch(index: Path, paths: list[Path], options, report, model: _Model, progress, notify) -> bool:
+def _index_batch(index: _Store, paths: list[Path], options, report, model: _Model, progress, notify) -> bool:
     """One commit of these sources (an ordinary `indexing.build`); their failures go to `report.failed`."""
     if not paths:
         return False
     try:
-        built = indexing.build([str(p) for p in paths], index, options.build, encoder=model.get(),
-                               progress=progress, notify=notify)  # fmt: skip
+        built = indexing.build([str(p) for p in paths], index.spec, options.build, encoder=model.get(),
+                               progress=progress, notify=notify, writer=index.writer)  # fmt: skip
     except indexing.NothingToIndex as exc:
         for error in exc.errors:
             report.failed[_boe_id_of(str(error))] = str(error)
@@ -671,47 +682,34 @@ def _listed(value) -> list:
 # --- state --------------------------------------------------------------------------------------------------
 
 
-def _laws_in(index: Path) -> set[str]:
-    connection = store.connect(index / store.DATABASE)
-    try:
-        return writes.laws_held(connection)
-    finally:
-        connection.close()
-
-
 def _boe_id_of(message: str) -> str:
     found = re.search(r"[A-Z]{2,5}-[A-Za-z]-\d{4}-\d+", message)
     return found[0] if found else message[:80]
 
 
-def _read_state(index: Path) -> dict:
+def _read_state(writer: Writer | Path | str) -> dict:
     """What earlier runs recorded: each norm's update and state (and whether the index holds it), when the last
-    complete run and the last complete full listing began, with which selection, the last day of sumarios read."""
+    complete run and the last complete full listing began, with which selection, the last day of sumarios read.
+    Given a store's address rather than a run's writer, it reads without taking the lock."""
+    if not isinstance(writer, Writer):
+        writer = open_writer(writer)
     state = {"norms": {}, "last_run": None, "last_full": None, "diario_until": None, "selection": None}
-    if not (index / store.DATABASE).is_file() or not store.is_index(index):
+    if not writer.exists():
         return state
-    connection = store.connect(index / store.DATABASE)
-    try:
-        if "norms" not in tables(connection):
-            return state
-        held = writes.laws_held(connection)
-        state["norms"] = {
-            boe_id: {"fecha_actualizacion": r["fecha_actualizacion"], "state": r["state"], "indexed": boe_id in held}
-            for boe_id, r in writes.norm_states(connection).items()
-        }
-        for at, run in writes.sync_runs(connection):
-            if run.get("diario_until"):
-                state["diario_until"] = _day(run["diario_until"])
-            if run.get("dry_run") or run.get("listing_error") or run.get("stopped"):
-                continue
-            state["last_run"] = run.get("started") or at
-            state["selection"] = run.get("selection")
-            if run.get("listing") == "full":
-                state["last_full"] = state["last_run"]
-    except sqlite3.DatabaseError as exc:
-        raise store.damaged(index / store.DATABASE, f"unreadable database ({exc})") from None
-    finally:
-        connection.close()
+    held = set(writer.law_states())
+    state["norms"] = {
+        boe_id: {"fecha_actualizacion": r["fecha_actualizacion"], "state": r["state"], "indexed": boe_id in held}
+        for boe_id, r in writer.norm_states().items()
+    }
+    for at, run in writer.sync_runs():
+        if run.get("diario_until"):
+            state["diario_until"] = _day(run["diario_until"])
+        if run.get("dry_run") or run.get("listing_error") or run.get("stopped"):
+            continue
+        state["last_run"] = run.get("started") or at
+        state["selection"] = run.get("selection")
+        if run.get("listing") == "full":
+            state["last_full"] = state["last_run"]
     return state
 
 
@@ -728,29 +726,12 @@ def _window_start(state: dict, full: bool, selection: dict) -> str | None:
     return (last - datetime.timedelta(days=WINDOW_OVERLAP)).strftime("%Y%m%d")
 
 
-def _record(index: Path, rows: list[tuple]) -> None:
+def _record(index: _Store, rows: list[tuple]) -> None:
     """Each norm's state — indexed (with the update fetched), missing (404), failed, pending, gone, unselected,
     diario — in one transaction: (boe_id, fecha_actualizacion, state, error)."""
-    if not rows or not store.is_index(index):
-        return
-    now = store.now()
-    connection = store.open_writer(index / store.DATABASE)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        writes.record_norms(connection, [(b, u, s, now, e) for b, u, s, e in rows])
-        connection.execute("COMMIT")
-    finally:
-        connection.close()
-
-
-def _log(index: Path, report: SyncReport) -> None:
-    """Remember the run in the catalogue's `syncs` (a dry run too, marked so)."""
-    with store.WriterLock(index):
-        connection = store.open_writer(index / store.DATABASE)
-        try:
-            writes.log_sync(connection, store.now(), report.to_dict())
-        finally:
-            connection.close()
+    if rows and index.writer.exists():
+        now = store.now()
+        index.writer.record_norms([(b, u, s, now, e) for b, u, s, e in rows])
 
 
 def _code(value) -> str:
