@@ -19,6 +19,7 @@ from . import indexing, sources
 from .dates import check_day
 from .documents import Law
 from .embedding import default_model, recorded_runtime
+from .engines import STORE_ENV, StoreSpec
 from .errors import LegalSearchError, UsageError
 from .progress import PlainProgress
 from .search import Filters, LegalSearch
@@ -31,7 +32,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    epilog="Environment: LEGALSEARCH_INDEX (index folder; default indexes/default), LEGALSEARCH_CACHE (downloaded "
+    epilog="Environment: LEGALSEARCH_STORE (the store: an index folder, qdrant://HOST:PORT/NAME or qdrant:PATH/NAME), "
+    "LEGALSEARCH_INDEX (index folder; default indexes/default), LEGALSEARCH_CACHE (downloaded "
     "laws; default corpora/cache), LEGALSEARCH_MODEL (model of a new index; default "
     "dariolopez/bge-m3-es-legal-tmp-3), LEGALSEARCH_MODELS (exported ONNX/OpenVINO models; default "
     f"~/.cache/legalsearch/models), LEGALSEARCH_BOE_API (the BOE open-data API's root; default {DEFAULT_API}).",
@@ -50,8 +52,14 @@ CacheOpt = Annotated[
     typer.Option("--cache", help="Folder of downloaded BOE laws [env LEGALSEARCH_CACHE; default corpora/cache]."),
 ]
 IndexOpt = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--index", help="Index folder [env LEGALSEARCH_INDEX; default indexes/default]."),
+    Optional[str],  # noqa: UP045 (a store address is not a path: Path would fold qdrant:// into qdrant:/)
+    typer.Option(
+        "--index",
+        "--store",
+        help="Index folder [env LEGALSEARCH_INDEX; default indexes/default], or a store: qdrant://HOST:PORT/NAME (a "
+        "Qdrant server; API key in QDRANT_API_KEY) or qdrant:PATH/NAME (Qdrant's local mode) [env LEGALSEARCH_STORE, "
+        "before LEGALSEARCH_INDEX].",
+    ),
 ]
 ModelOpt = Annotated[
     Optional[str],  # noqa: UP045
@@ -217,8 +225,18 @@ def parse(
         raise typer.Exit(1)
 
 
-def default_index() -> Path:
-    return Path(os.environ.get("LEGALSEARCH_INDEX", "indexes/default"))
+def default_index() -> str:
+    """The store of a command given neither --index nor --store: LEGALSEARCH_STORE, else LEGALSEARCH_INDEX, else
+    indexes/default."""
+    return os.environ.get(STORE_ENV) or os.environ.get("LEGALSEARCH_INDEX") or "indexes/default"
+
+
+def _label(target: str) -> str:
+    """How messages name the store `target` gives (`StoreSpec.label`: never a key); bad addresses fail here."""
+    try:
+        return StoreSpec.parse(target).label
+    except LegalSearchError as exc:
+        raise fail(exc) from None
 
 
 def _human_bytes(size: float) -> str:
@@ -315,6 +333,7 @@ def index(
         err.print("note: no SOURCE given: indexing the basic set (CE, ET, LPAC, LAU); --set codigos or --set "
                   "justicio for more", soft_wrap=True)  # fmt: skip
     target = index_path or default_index()
+    label = _label(target)
     wanted_dims = _parse_dims(dims)
     client = BOEClient(cache=cache or default_cache())
     labels = {"parse": "Parsing sources", "embed": "Embedding chunks", "write": "Writing index"}
@@ -334,7 +353,7 @@ def index(
 
         try:
             report = indexing.build(
-                source, target, model=model or (None if (target / "manifest.json").exists() else default_model()),
+                source, target, model=model,
                 dims=wanted_dims, faiss_kind=faiss_kind, quantize=quantize, max_tokens=max_tokens,
                 batch_size=batch_size, device=device, backend=backend, precision=precision, as_of=as_of,
                 history=history, fetcher=client.get, replace=replace, progress=progress, distributed=distributed,
@@ -346,7 +365,7 @@ def index(
             raise fail(exc) from None
         except KeyboardInterrupt:
             bars.stop()
-            message = f"interrupted: {target} was not changed (an update is committed only when complete)"
+            message = f"interrupted: {label} was not changed (an update is committed only when complete)"
             raise fail(message, 130) from None
     report_errors(report.errors)
     for line in report.duplicates:
@@ -354,7 +373,7 @@ def index(
     status = "up to date, nothing to embed" if report.up_to_date else f"{report.embedded} chunks embedded"
     earlier = f" (and {report.earlier_wordings} earlier wordings)" if report.earlier_wordings else ""
     out.print(
-        f"{target}: {report.laws} laws, {report.articles} units{earlier}, {report.chunks} chunks "
+        f"{label}: {report.laws} laws, {report.articles} units{earlier}, {report.chunks} chunks "
         f"({status}, {report.reused} reused); dims {', '.join(map(str, report.dims))}; "
         f"{report.seconds:.1f} s; {_human_bytes(report.bytes)}",
         soft_wrap=True,
@@ -416,13 +435,14 @@ def sync(
     from . import sync as sync_module
 
     target = index_path or default_index()
+    label = _label(target)
     try:
         if since is not None:
             check_day(since, "--since")
         wanted = None if ids is None else sync_module.read_ids(ids)
         selection = sync_module.Selection(ambito, tuple(rango or ()), wanted, vigentes)
         build = indexing.BuildOptions(
-            model=model or (None if (target / "manifest.json").exists() else default_model()), dims=_parse_dims(dims),
+            model=model, dims=_parse_dims(dims),
             batch_size=batch_size, device=device, backend=backend, precision=precision,
         )  # fmt: skip
         options = sync_module.SyncOptions(selection, rate, full, dry_run, diario, since, build=build,
@@ -434,7 +454,7 @@ def sync(
         report_errors(getattr(exc, "errors", []))
         raise fail(exc) from None
     except KeyboardInterrupt:
-        raise fail(f"interrupted: {target} keeps its last commit; run sync again to continue", 130) from None
+        raise fail(f"interrupted: {label} keeps its last commit; run sync again to continue", 130) from None
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -492,28 +512,32 @@ def _print_sync(report) -> None:
         out.print(line, soft_wrap=True)
 
 
-def _compact(target: Path) -> None:
+def _compact(target: str) -> None:
     """`legalsearch index --compact` alone: merge every segment of the index at `target`."""
-    from .store import WriterLock, compact, read_manifest, tidy
+    from .engines import open_writer
+    from .store import read_manifest
 
+    label = _label(target)
     try:
-        read_manifest(target)
-        with WriterLock(target):
-            tidy(target)
-            merged = compact(target, everything=True)
+        spec = StoreSpec.parse(target)
+        if spec.engine == "local":
+            read_manifest(spec.path)  # no index there: one line, and nothing locked or made
+        with open_writer(spec) as writer:
+            writer.manifest()
+            merged = writer.compact(everything=True)
     except LegalSearchError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
-        raise fail(f"interrupted: {target} was not changed (a merge is committed only when complete)", 130) from None
+        raise fail(f"interrupted: {label} was not changed (a merge is committed only when complete)", 130) from None
     if merged is None:
-        out.print(f"{target}: one segment and no deleted rows; nothing to merge", soft_wrap=True)
+        out.print(f"{label}: one segment and no deleted rows; nothing to merge", soft_wrap=True)
     else:
-        out.print(f"{target}: merged {merged['merged']} segments into one of {merged['rows']} rows in "
+        out.print(f"{label}: merged {merged['merged']} segments into one of {merged['rows']} rows in "
                   f"{merged['seconds']:.1f} s", soft_wrap=True)  # fmt: skip
 
 
 def _open(
-    index_path: Path | None, model: str | None = None, backend: str | None = None, precision: str | None = None
+    index_path: str | None, model: str | None = None, backend: str | None = None, precision: str | None = None
 ) -> LegalSearch:
     try:
         return LegalSearch.open(index_path or default_index(), model=model, backend=backend, precision=precision)

@@ -179,3 +179,23 @@ def test_the_local_writer_answers_what_a_run_asks(tiny_model, laws_dir, tmp_path
         assert writer.sync_runs() == [("2026-01-01T00:00:00Z", {"listing": "full", "new": ["BOE-A-2099-1"]})]
     assert LegalSearch.open(index).syncs()[-1]["new"] == ["BOE-A-2099-1"], "readers see what the writer logged"
     assert open_writer(StoreSpec.parse(str(index))).spec.engine == "local"
+
+
+def test_every_index_option_takes_a_store_address_and_legalsearch_store(tiny_model, laws_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("LEGALSEARCH_STORE", raising=False)
+    stored = tmp_path / "stored"
+    result = runner.invoke(app, ["index", str(laws_dir), "--store", str(stored), "--model", str(tiny_model)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{stored}: 2 laws"), result.stdout
+    monkeypatch.setenv("LEGALSEARCH_STORE", str(stored))  # the default when neither --index nor --store is given
+    result = runner.invoke(app, ["ask", "vacaciones", "--mode", "lexical"])
+    assert result.exit_code == 0 and "BOE-A-2099" in result.stdout, result.output
+    (laws_dir / "BOE-A-2099-9.txt").write_text(NEW_LAW, encoding="utf-8")
+    result = runner.invoke(app, ["index", str(laws_dir)])
+    assert result.exit_code == 0 and result.stdout.startswith(f"{stored}: 3 laws"), result.output
+    assert not (tmp_path / "indexes").exists(), "LEGALSEARCH_STORE comes before LEGALSEARCH_INDEX"
+    result = runner.invoke(app, ["index", "--compact", "--index", str(stored)])
+    assert result.exit_code == 0 and result.stdout.startswith(f"{stored}: "), result.output
+    result = runner.invoke(app, ["index", str(laws_dir), "--store", "qdrant://reader:s3cret@localhost:6333/leyes"])
+    assert result.exit_code != 0
+    assert "QDRANT_API_KEY" in one_error_line(result) and "s3cret" not in result.output
