@@ -149,35 +149,42 @@ def test_later_pulls_download_only_the_deltas_and_readers_move_to_them(world) ->
     assert "treinta y cinco" in reader.article("BOE-A-2099-1", "a1")["text"]
 
 
-def test_a_broken_chain_or_a_missing_delta_falls_back_to_the_full_release(world) -> None:
-    assert pull_cli(world, "--trust", str(world["pub"])).exit_code == 0
+def newer_full_release(world) -> int:
+    """The publisher adds a law, publishes a full release, then changes a law (a delta after it); its sequence."""
     republish(world, "add")
     full = publish.publish(world["index"], world["out"], world["key"], full=True)
     republish(world, "change")
-    signed = manifest_of(world)["signed"]
-    assert signed["full"]["sequence"] == full.sequence and signed["deltas"][0]["from"] == full.sequence
+    assert manifest_of(world)["signed"]["full"]["sequence"] == full.sequence
+    return full.sequence
+
+
+def test_a_missing_delta_falls_back_to_the_full_release(world) -> None:
+    assert pull_cli(world, "--trust", str(world["pub"])).exit_code == 0
+    full = newer_full_release(world)
 
     def lost(start: int) -> dict:  # a delta the manifest names and the server lost
-        path = f"delta-{start + 1:06d}"
+        path = f"lost-{start + 1:06d}"
         files = {f"{path}/{release.CHANGES}": {"bytes": 100, "sha256": "ab" * 32}}
         return {"from": start, "to": start + 1, "path": path, "commits": [], "laws_changed": 1, "laws_removed": 0,
                 "rows": 1, "bytes": 100, "files": files}  # fmt: skip
 
-    resign(world, lambda signed: signed.update(deltas=[lost(1), lost(2), *signed["deltas"]]))
+    after = [d for d in manifest_of(world)["signed"]["deltas"] if d["from"] >= full]
+    resign(world, lambda signed: signed.update(deltas=[lost(1), lost(2), *after]))
     report = pull.pull(world["follower"], transport=Transport(backoff=0.01))
     assert report.fell_back and "missing" in report.fell_back
-    assert report.steps == [f"full {full.sequence}", f"delta {signed['sequence']}"]
+    assert report.steps == [f"full {full}", f"delta {full + 1}"]
     assert answers(world["follower"], world["encoder"]) == answers(world["index"], world["encoder"])
 
 
-def test_a_follower_behind_the_newest_full_release_installs_it(world) -> None:
+def test_a_broken_chain_of_deltas_installs_the_newest_full_release(world) -> None:
     assert pull_cli(world, "--trust", str(world["pub"])).exit_code == 0
-    republish(world, "add")
-    full = publish.publish(world["index"], world["out"], world["key"], full=True)
-    republish(world, "change")
+    full = newer_full_release(world)
+    resign(world, lambda signed: signed.update(deltas=[d for d in signed["deltas"] if d["from"] >= full]))
     world["hits"].clear()
     report = pull.pull(world["follower"])
-    assert report.steps == [f"full {full.sequence}", f"delta {full.sequence + 1}"]
+    assert report.steps == [f"full {full}", f"delta {full + 1}"] and not report.fell_back
+    fetched = {path.split("/")[1] for path, _ in world["hits"]}
+    assert fetched == {release.MANIFEST, f"full-{full:06d}", f"delta-{full + 1:06d}"}, fetched
     assert answers(world["follower"], world["encoder"]) == answers(world["index"], world["encoder"])
 
 
