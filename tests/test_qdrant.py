@@ -275,11 +275,38 @@ def test_what_sync_records(spec: StoreSpec) -> None:
         writer.log_sync("2026-01-01T00:00:00Z", {"added": 1})
         writer.log_sync("2026-01-02T00:00:00Z", {"added": 0})
         states = writer.norm_states()
+        runs = writer.sync_runs()
     assert states == {
         "BOE-A-2099-1": {
             "fecha_actualizacion": "20250101", "state": "failed", "checked": "2026-01-02T00:00:00Z", "error": "timeout"
         }
     }  # fmt: skip
     reader = qdrant.open_reader(spec)
-    assert reader.syncs() == [("2026-01-01T00:00:00Z", {"added": 1}), ("2026-01-02T00:00:00Z", {"added": 0})]
+    assert reader.syncs() == runs == [("2026-01-01T00:00:00Z", {"added": 1}), ("2026-01-02T00:00:00Z", {"added": 0})]
     reader.close()
+
+
+def test_index_and_search_through_the_store_address(tmp_path: Path, encoder) -> None:
+    """`indexing.build` and `LegalSearch.open` given a qdrant: address (what `legalsearch index/ask --store`
+    do): a first build, an added law (the other's vectors reused), the same hits as a local index of the same
+    sources."""
+    from legalsearch.search import LegalSearch
+
+    sources = []
+    for number, text in ((1, LAW_1), (2, LAW_2)):
+        sources.append(tmp_path / "laws" / f"BOE-A-2099-{number}.txt")
+        sources[-1].parent.mkdir(exist_ok=True)
+        sources[-1].write_text(text, encoding="utf-8")
+    address = f"qdrant:{tmp_path / 'q'}/laws"
+    for target in (address, str(tmp_path / "local")):
+        indexing.build([str(sources[0])], target, encoder=encoder)
+        report = indexing.build([str(sources[1])], target, encoder=encoder)
+        assert report.laws == 2
+    found = {}
+    for target in (address, str(tmp_path / "local")):
+        search = LegalSearch.open(target, encoder=encoder)
+        found[target] = [
+            [(h.boe_id, h.article_id, h.score) for h in search.search("plazo de la solicitud", k=4, mode=mode)]
+            for mode in ("dense", "funnel", "lexical", "hybrid")
+        ]
+    assert found[address] == found[str(tmp_path / "local")] and all(found[address])

@@ -12,11 +12,12 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ..documents import Chunk
-from ..store import IndexContents, StoredLaw, now, pause, static_manifest
+from ..store import MAX_DELETED_SHARE, IndexContents, StoredLaw, now, pause, static_manifest
 from .base import Writer
 from .qdrant_commit import Commit, move_head, write_state
 from .qdrant_points import INTEGER_FIELDS, KEYWORD_FIELDS, after, df_at, law_of, match, visible
@@ -163,6 +164,14 @@ class QdrantWriter(Writer):
             self.conn.collection(head["generation"], kind), visible(head["commit"], must), payload, vectors
         )
 
+    def stored_bytes(self) -> int:
+        """The bytes of this index's collections in local mode (a server's storage is the cluster's: 0)."""
+        if not self.conn.local:
+            return 0
+        folder = Path(self.spec.path) / "collection"
+        files = [f for c in folder.glob(f"{self.spec.name}_*") if c.is_dir() for f in c.rglob("*")]
+        return sum(f.stat().st_size for f in files if f.is_file())
+
     def law_states(self) -> dict[str, dict]:
         states = {}
         for point in self._live("laws"):
@@ -264,7 +273,8 @@ class QdrantWriter(Writer):
 
     def compact(self, everything: bool, on_step=None) -> dict | None:
         """Delete the points replaced or removed by a commit up to the head's, and the frequencies no commit
-        from the head on reads; one commit (kind compact) so that readers reopen."""
+        from the head on reads; one commit (kind compact) so that readers reopen. Without `everything`, only when
+        removed chunks pass the local engine's share (`store.MAX_DELETED_SHARE`) of those held."""
         from qdrant_client import models as m
 
         started = time.perf_counter()
@@ -276,6 +286,11 @@ class QdrantWriter(Writer):
             conn.call("count", conn.collection(generation, k), count_filter=removed, exact=True).count
             for k in ("chunks", "units", "laws")
         )
+        if not everything:
+            chunks = conn.call("count", conn.collection(generation, "chunks"), count_filter=removed, exact=True).count
+            live = conn.state(commit)["chunks"]
+            if not chunks or chunks / (chunks + live) <= MAX_DELETED_SHARE:
+                return None
         terms = conn.collection(generation, "terms")
         pruned = []
         for point in conn.scroll(terms, None):
@@ -312,6 +327,13 @@ class QdrantWriter(Writer):
             p.payload["boe_id"]: {k: p.payload[k] for k in ("fecha_actualizacion", "state", "checked", "error")}
             for p in rows
         }
+
+    def sync_runs(self) -> list[tuple[str, dict]]:
+        """(at, report) of every `sync` run logged, oldest first."""
+        if self.conn.meta not in self.conn.collections():
+            return []
+        found = sorted(self.conn.scroll(self.conn.meta, _kind("sync")), key=lambda p: p.payload["seq"])
+        return [(p.payload["at"], p.payload["report"]) for p in found]
 
     def record_norms(self, rows) -> None:
         from qdrant_client import models as m
