@@ -310,3 +310,39 @@ def test_index_and_search_through_the_store_address(tmp_path: Path, encoder) -> 
             for mode in ("dense", "funnel", "lexical", "hybrid")
         ]
     assert found[address] == found[str(tmp_path / "local")] and all(found[address])
+
+
+def test_sync_into_qdrant_mirrors_what_it_does_locally(tmp_path: Path, encoder) -> None:
+    """`sync` (a stand-in BOE) into a Qdrant store and into a local index: the same laws and hits after a first
+    run and after norms changed and one was repealed; its norms and runs recorded in the store."""
+    from legalsearch import sync as sync_module
+    from legalsearch.search import LegalSearch
+    from legalsearch.sources.fetch import BOEClient
+    from legalsearch.standin import StandIn, synthetic_norms
+
+    targets = {"qdrant": f"qdrant:{tmp_path / 'q'}/sync", "local": str(tmp_path / "idx")}
+    with StandIn() as boe:
+        for norm in synthetic_norms(12):
+            boe.norms[norm.boe_id] = norm
+
+        def run_both() -> dict:
+            answers = {}
+            for engine, target in targets.items():
+                client = BOEClient(cache=tmp_path / f"cache-{engine}", base_url=boe.url, backoff=0.01, timeout=1)
+                options = sync_module.SyncOptions(sync_module.Selection(), rate=1000)
+                report = sync_module.sync(target, options, client, encoder=encoder)
+                assert report.exit_code == 0, (engine, report.to_dict())
+                search = LegalSearch.open(target, encoder=encoder)
+                hits = [(h.boe_id, h.article_id, h.score) for h in search.search("cuantía de la fianza", k=5)]
+                answers[engine] = ({law["boe_id"] for law in search.laws()}, hits, len(search.syncs()))
+            return answers
+
+        first = run_both()
+        assert first["qdrant"] == first["local"] and first["qdrant"][0] and first["qdrant"][2] == 1
+        estatal = sorted(b for b, n in boe.norms.items() if n.ambito == "1")
+        boe.norms[estatal[0]].fecha_actualizacion = "20991231T120000Z"
+        boe.norms[estatal[0]].articles[0] = (boe.norms[estatal[0]].articles[0][0], "Texto reformado: fianza.")
+        second = run_both()
+    assert second["qdrant"] == second["local"] and second["qdrant"][2] == 2
+    with qdrant.open_writer(targets["qdrant"]) as writer:
+        assert set(writer.norm_states()) >= set(estatal)
