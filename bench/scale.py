@@ -210,7 +210,9 @@ def build(index: Path, chunks: int, dim: int, per_law: int) -> tuple[float, list
     encoder = SyntheticEncoder(dim)
     contents = store.IndexContents(
         model=indexing._model_record(encoder), dims=[dim, 128, 64], faiss_kind="flat", max_tokens=512, laws=laws,
-        defaults=indexing.defaults_for("synthetic-matryoshka", dim, [dim, 128, 64]) | {"funnel_dim": 64},
+        # no model to embed the nonsense probes with: the dense relevance threshold is recorded (relevance.py)
+        defaults=indexing.defaults_for("synthetic-matryoshka", dim, [dim, 128, 64]) | {"funnel_dim": 64,
+                                                                                       "match_cosine": 0.5},
     )  # fmt: skip
     started = time.perf_counter()
     with store.WriterLock(index):

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from . import indexing, sources
+from . import indexing, modes, sources
 from .dates import check_day
 from .documents import Law
 from .embedding import default_model, recorded_runtime
@@ -83,7 +83,7 @@ PrecisionOpt = Annotated[
 ]
 ModeOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--mode", help="dense, funnel, lexical or hybrid [default: the index's, recorded per model]."),
+    typer.Option("--mode", help=f"{modes.choices()} [default: the index's, recorded per model]."),
 ]
 LawOpt = Annotated[
     Optional[list[str]],  # noqa: UP045
@@ -578,7 +578,7 @@ def ask(
 
     use_encoder_daemon()
     search = _open(index_path, model, backend, precision)
-    filters = Filters(tuple(law or ()), tuple(rango or ()), tuple(kind or ()), vigentes, as_of, tuple(materia or ()))
+    filters = Filters.build(law, rango, kind, vigentes, as_of, materia)
     try:
         if context:
             prompt = search.context(question, k=k, max_tokens=budget, dim=dim, mode=mode, filters=filters)
@@ -980,9 +980,9 @@ def calibrate(
 ) -> None:
     """Measure dense, lexical and hybrid at several fusion weights on your questions, and make the best the
     index's default search (written into its manifest; index updates keep it)."""
+    from .engines import open_writer
     from .evaluation import calibrate as measure
     from .evaluation import load_questions
-    from .store import update_defaults
 
     search = _open(index_path)
     try:
@@ -1000,13 +1000,17 @@ def calibrate(
         f" (dense weight {result['hybrid_weights']['dense']:g})" if result["mode"] == "hybrid" else ""
     )
     if dry_run:
-        out.print(f"best: {chosen}; --dry-run: {search.path} not changed")
+        out.print(f"best: {chosen}; --dry-run: {search.spec.label} not changed")
         return
     calibration = {"file": str(questions), "questions": result["questions"], "metric": result["metric"],
                    "table": result["table"]}  # fmt: skip
-    update_defaults(search.path, {"mode": result["mode"], "hybrid_weights": result["hybrid_weights"],
-                                  "calibration": calibration})  # fmt: skip
-    out.print(f"{search.path}: default search is now {chosen}")
+    try:
+        with open_writer(search.spec) as writer:  # the store's writer lock: a run never mixes two writers' defaults
+            writer.update_defaults({"mode": result["mode"], "hybrid_weights": result["hybrid_weights"],
+                                    "calibration": calibration})  # fmt: skip
+    except LegalSearchError as exc:
+        raise fail(exc) from None
+    out.print(f"{search.spec.label}: default search is now {chosen}")
 
 
 # Commands kept in modules of their own register on `app` here (one line each).

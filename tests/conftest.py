@@ -51,6 +51,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEGALSEARCH_MODELS", str(tmp_path.parent / "legalsearch-models"))  # shared exports
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.delenv("LEGALSEARCH_STORE", raising=False)  # the user's store never stands in for a test's
     monkeypatch.setenv("LEGALSEARCH_ENCODER_DAEMON", "0")  # no test leaves an `ask` daemon running; see its tests
     monkeypatch.chdir(tmp_path)
 

@@ -5,6 +5,7 @@ The schema is a list of numbered migrations, each applied once, in one transacti
 
     1  the tables of index format 4 (laws, articles, chunks, segments, deleted, sources, norms, syncs, commits)
     2  `digests`: the sha256 of each law's rows, checked by `info --verify`
+    3  `pulled`: the release steps a follower applied (series, sequence, when, the manifest's sha256; release.py)
 
 A new column is one new migration appended here (an `ALTER TABLE`), never a rewrite of the whole index. A
 catalogue written before migrations were numbered (`user_version` 0 but tables present) is recognised by its
@@ -80,6 +81,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         "each law's digest (info --verify)",
         ("CREATE TABLE digests (boe_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL)",),
         "digests",
+    ),
+    Migration(
+        3,
+        "a follower's log of the release steps it applied (pull)",
+        (
+            "CREATE TABLE IF NOT EXISTS pulled (id INTEGER PRIMARY KEY, series TEXT NOT NULL, "
+            "sequence INTEGER NOT NULL, at TEXT NOT NULL, manifest_sha256 TEXT NOT NULL)",
+        ),
+        "pulled",
     ),
 )
 LATEST = MIGRATIONS[-1].number
@@ -157,7 +167,12 @@ def version(connection: sqlite3.Connection, path: Path) -> int:
             f"{path}: the catalogue of an index format before 4; run `legalsearch index` on the index with its "
             "sources to upgrade it (nothing is embedded again)"
         )
-    return max((m.number for m in MIGRATIONS if m.marks in present), default=0)
+    taken = 0  # the steps taken in order: a later step's table (made outside migrations) skips no earlier one
+    for migration in MIGRATIONS:
+        if migration.marks not in present:
+            break
+        taken = migration.number
+    return taken
 
 
 def migrate(connection: sqlite3.Connection, path: Path) -> int:
