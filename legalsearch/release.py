@@ -18,6 +18,7 @@ import base64
 import datetime
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -44,6 +45,8 @@ PART_ROWS = 1 << 17  # rows per vectors file: 256 MB at 1024 dims (float16)
 SMALL_ROWS = PART_ROWS // 4  # a follower's segments under this many rows are merged together (`merge_small`)
 MAX_SMALL = 4
 TEXT_BATCH = 16384  # chunk texts analysed for BM25 at a time when a release is installed
+VECTOR_BATCH = 8192  # vectors read at a time to build a FAISS file when a release is installed (32 MB at 1024 dims)
+POSTINGS_BLOCK = 1 << 21  # BM25 postings merged at a time when a release is installed
 PROBE_COSINE = 0.99  # a local model must give each probe text at least this cosine with the published vector
 PROBES = 5
 DIGESTS = "CREATE TABLE IF NOT EXISTS digests (boe_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL)"
@@ -654,29 +657,189 @@ def _record_step(connection: sqlite3.Connection, signed: dict, sequence: int, ma
 
 
 def _segments_from_part(connection, target: Path, part: Path, rows: int, layout, on_step) -> list[dict]:
-    """One segment per vectors file of the part (FAISS and BM25 built here, texts rebuilt); their records."""
+    """One segment per vectors file of the part (FAISS and BM25 built here, texts rebuilt); their records. Memory
+    stays bounded whatever the part's size: vectors are copied file to file and read `VECTOR_BATCH` rows at a
+    time, BM25 postings are analysed `TEXT_BATCH` texts at a time and merged from disk."""
     from . import segments
 
     records = []
     for number, vectors in enumerate(read_vector_parts(part, rows, layout.full_dim)):
-        postings = _postings(connection, number * PART_ROWS, len(vectors), part)
-        records.append(segments.write(target, vectors, [], layout, on_step=on_step, postings=postings))
+        source = part / vector_files(rows)[number]
+        first, count = number * PART_ROWS, len(vectors)
+        del vectors  # checked; read again from the file in batches
+
+        def fill(component, folder: Path, source=source, first=first, count=count) -> None:
+            _fill_component(component, folder, connection, source, first, count, layout, part)
+
+        records.append(segments._build(target, layout, count, None, on_step, fill))
     return records
 
 
-def _postings(connection: sqlite3.Connection, first: int, count: int, part: Path):
-    """The BM25 postings of part rows first… first+count, their texts rebuilt and analysed `TEXT_BATCH` at a
-    time, merged without re-tokenising: memory holds one batch's tokens, whatever the part's size."""
+def _fill_component(component, folder: Path, connection, source: Path, first: int, count: int, layout, part) -> None:
+    """Write one component of a release segment (part rows first… first+count, vectors in `source`) into the
+    segment being built, as `segments.write` would from the same rows, without holding them all in memory."""
+    from . import segment_components as sc
+
+    if isinstance(component, sc.Vectors) and _copy_vectors(source, folder / sc.VECTORS, count, layout.full_dim):
+        return
+    if isinstance(component, sc.Faiss) and _faiss_in_batches(component, folder, layout):
+        return
+    if isinstance(component, sc.Postings):
+        _write_postings(connection, first, count, folder / component.name, part)
+        return
+    vectors = sc.check_npy(source, (count, layout.full_dim), np.float16)
+    component.write(folder, sc.Chunks(vectors, [], None))
+
+
+def _npy_header(shape: tuple, dtype) -> bytes:
+    """The header `np.save` writes for a C-ordered array of `shape` and `dtype`."""
+    import io
+
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()
+
+
+def _copy_vectors(source: Path, target: Path, count: int, full_dim: int) -> bool:
+    """The release's vectors file copied as the segment's (the kernel copies: nothing read into memory) when it
+    holds the bytes `np.save` would write for them; False (nothing written) otherwise."""
+    header = _npy_header((count, full_dim), np.float16)
+    with open(source, "rb") as f:
+        same = f.read(len(header)) == header
+    if not same or source.stat().st_size != len(header) + count * full_dim * 2:
+        return False
+    shutil.copyfile(source, target)
+    return True
+
+
+def _read_rows(path: Path, start: int, stop: int) -> np.ndarray:
+    """Rows start…stop of a C-ordered .npy file, read (not mapped: memory holds only these rows)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if fortran and len(shape) > 1:
+            raise ReleaseError(f"{path}: a Fortran-ordered array where rows were expected; pull again")
+        width = int(np.prod(shape[1:], dtype=np.int64))
+        f.seek(f.tell() + start * width * dtype.itemsize)
+        rows = np.fromfile(f, dtype=dtype, count=(stop - start) * width)
+    return rows.reshape((stop - start, *shape[1:]))
+
+
+def _faiss_in_batches(component, folder: Path, layout) -> bool:
+    """A flat FAISS file (Flat, SQfp16, binary Flat: each vector coded alone) built from the segment's vectors
+    `VECTOR_BATCH` rows at a time: the same file as one `build_faiss` over all of them. False (nothing written)
+    for an index that trains or links vectors (HNSW, int8)."""
+    import faiss
+
+    from . import segment_components as sc
+    from .matryoshka import matryoshka
+
+    if layout.kind != "flat":
+        return False
+    binary, dim = layout.quantize == "binary", component.dim
+    if binary:
+        index = faiss.IndexBinaryFlat(dim)
+    else:
+        index = faiss.index_factory(dim, sc.factory(layout.kind, layout.quantize, dim), faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            return False
+    path = folder / sc.VECTORS
+    rows = sc.check_npy(path, None, None).shape[0]
+    for start in range(0, rows, VECTOR_BATCH):
+        prefixes = matryoshka(_read_rows(path, start, min(rows, start + VECTOR_BATCH)), dim)
+        index.add(np.packbits(prefixes > 0, axis=1) if binary else prefixes)
+    (folder / "faiss").mkdir(exist_ok=True)
+    sc._write_faiss(index, folder / component.name, binary)
+    return True
+
+
+def _write_postings(connection: sqlite3.Connection, first: int, count: int, folder: Path, part: Path) -> None:
+    """The BM25 postings of part rows first… first+count saved in `folder`, the files `Postings.merge` of their
+    `TEXT_BATCH` batches would save: each batch's postings (texts rebuilt and analysed) are saved aside, then
+    merged from disk a block of terms at a time, so memory holds one batch's tokens, whatever the part's size."""
     from . import lexical
 
-    built = []
-    for start in range(first, first + count, TEXT_BATCH):
-        size = min(TEXT_BATCH, first + count - start)
-        texts = _part_texts(connection, start, size)
-        if len(texts) != size:
-            raise ReleaseError(f"{part}: chunk rows missing from the catalogue part at {start}…; pull again")
-        built.append(lexical.Postings.build(texts))
-    return lexical.Postings.merge([(p, None) for p in built])
+    aside = folder.parent / ".bm25-batches"
+    aside.mkdir()
+    try:
+        batches = []
+        for number, start in enumerate(range(first, first + count, TEXT_BATCH)):
+            size = min(TEXT_BATCH, first + count - start)
+            texts = _part_texts(connection, start, size)
+            if len(texts) != size:
+                raise ReleaseError(f"{part}: chunk rows missing from the catalogue part at {start}…; pull again")
+            lexical.Postings.build(texts).save(aside / str(number))
+            del texts
+            batches.append(_Batch.load(aside / str(number), start - first))
+        _merge_batches(batches, folder)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+@dataclass
+class _Batch:
+    """One batch's saved postings: its terms, term offsets and where its rows start in the segment."""
+
+    folder: Path
+    terms: list[str]
+    indptr: np.ndarray
+    offset: int
+    global_ids: np.ndarray | None = None  # each term's number in the merged vocabulary
+
+    @classmethod
+    def load(cls, folder: Path, offset: int) -> _Batch:
+        from . import lexical
+
+        terms = json.loads((folder / lexical.TERMS).read_text(encoding="utf-8"))
+        return cls(folder, terms, np.load(folder / lexical.INDPTR, allow_pickle=False), offset)
+
+
+def _merge_batches(batches: list[_Batch], folder: Path) -> None:
+    """`lexical.Postings.merge` of consecutive batches (all rows kept), written to `folder` block by block."""
+    from . import lexical
+
+    vocabulary = sorted(set().union(*(b.terms for b in batches)))
+    position = {t: i for i, t in enumerate(vocabulary)}
+    counts = np.zeros(len(vocabulary), dtype=np.int64)
+    for batch in batches:
+        batch.global_ids = np.array([position[t] for t in batch.terms], dtype=np.int64)
+        counts[batch.global_ids] += np.diff(batch.indptr)
+    del position
+    indptr = np.zeros(len(vocabulary) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / lexical.TERMS).write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
+    np.save(folder / lexical.INDPTR, indptr, allow_pickle=False)
+    lengths = [np.load(b.folder / lexical.LENGTHS, allow_pickle=False).astype(np.int32) for b in batches]
+    np.save(folder / lexical.LENGTHS, np.concatenate(lengths) if lengths else np.zeros(0, np.int32))
+    total = int(indptr[-1])
+    with open(folder / lexical.DOCS, "wb") as docs_file, open(folder / lexical.TFS, "wb") as tfs_file:
+        docs_file.write(_npy_header((total,), np.int32))
+        tfs_file.write(_npy_header((total,), np.float32))
+        stops = np.searchsorted(indptr, np.arange(POSTINGS_BLOCK, total, POSTINGS_BLOCK), side="right") - 1
+        bounds = sorted({0, *stops.tolist(), len(vocabulary)})
+        for low, high in itertools.pairwise(bounds):
+            docs, tfs = _merged_block(batches, low, high)
+            docs_file.write(docs.tobytes())
+            tfs_file.write(tfs.tobytes())
+
+
+def _merged_block(batches: list[_Batch], low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
+    """The merged postings of global terms low… high: each batch's slice of them, rows renumbered, in term order
+    and, within a term, in row order (batches are consecutive rows)."""
+    from . import lexical
+
+    owners, docs, tfs = [], [], []
+    for batch in batches:
+        first, last = np.searchsorted(batch.global_ids, [low, high])
+        start, stop = int(batch.indptr[first]), int(batch.indptr[last])
+        owners.append(np.repeat(batch.global_ids[first:last], np.diff(batch.indptr[first : last + 1])))
+        docs.append(_read_rows(batch.folder / lexical.DOCS, start, stop).astype(np.int64) + batch.offset)
+        tfs.append(_read_rows(batch.folder / lexical.TFS, start, stop).astype(np.float32))
+    order = np.argsort(np.concatenate(owners), kind="stable")
+    return np.concatenate(docs)[order].astype(np.int32), np.concatenate(tfs)[order]
 
 
 def _insert_segments(connection: sqlite3.Connection, records: list[dict], base: int) -> None:
