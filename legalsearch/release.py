@@ -44,8 +44,8 @@ CHANGES = "changes.sqlite.gz"
 PART_ROWS = 1 << 17  # rows per vectors file: 256 MB at 1024 dims (float16)
 SMALL_ROWS = PART_ROWS // 4  # a follower's segments under this many rows are merged together (`merge_small`)
 MAX_SMALL = 4
-TEXT_BATCH = 16384  # chunk texts analysed for BM25 at a time when a release is installed
-VECTOR_BATCH = 8192  # vectors read at a time to build a FAISS file when a release is installed (32 MB at 1024 dims)
+TEXT_BATCH = 4096  # chunk texts analysed for BM25 at a time when a release is installed
+VECTOR_BATCH = 4096  # vectors read at a time to build a FAISS file when a release is installed (16 MB at 1024 dims)
 POSTINGS_BLOCK = 1 << 21  # BM25 postings merged at a time when a release is installed
 PROBE_COSINE = 0.99  # a local model must give each probe text at least this cosine with the published vector
 PROBES = 5
@@ -747,11 +747,44 @@ def _faiss_in_batches(component, folder: Path, layout) -> bool:
             return False
     path = folder / sc.VECTORS
     rows = sc.check_npy(path, None, None).shape[0]
-    for start in range(0, rows, VECTOR_BATCH):
-        prefixes = matryoshka(_read_rows(path, start, min(rows, start + VECTOR_BATCH)), dim)
-        index.add(np.packbits(prefixes > 0, axis=1) if binary else prefixes)
+    batches = (matryoshka(_read_rows(path, s, min(rows, s + VECTOR_BATCH)), dim) for s in range(0, rows, VECTOR_BATCH))
     (folder / "faiss").mkdir(exist_ok=True)
+    if not binary and _stream_faiss(index, rows, batches, folder / component.name):
+        return True
+    for prefixes in batches:
+        index.add(np.packbits(prefixes > 0, axis=1) if binary else prefixes)
     sc._write_faiss(index, folder / component.name, binary)
+    return True
+
+
+def _stream_faiss(empty, rows: int, batches: Iterator[np.ndarray], target: Path) -> bool:
+    """Write the FAISS file of a flat float index (`empty`, nothing added) holding `rows` vectors, their codes
+    streamed batch by batch: memory holds one batch's codes, not the file's. FAISS writes such an index as a
+    header (its `ntotal` at bytes 8…16), the length of its codes, then the codes, each vector's alone; that layout
+    is checked against FAISS's own serialisation of one vector first (False, nothing read or written, when it
+    differs)."""
+    import faiss
+
+    header = faiss.serialize_index(empty).tobytes()
+    one = faiss.clone_index(empty)
+    one.add(np.eye(1, empty.d, dtype=np.float32))
+    single = faiss.serialize_index(one).tobytes()
+    code_size, unit = len(single) - len(header), int.from_bytes(single[len(header) - 8 : len(header)], "little")
+    if not (
+        len(header) >= 24 and code_size > 0 and unit > 0 and single[:8] == header[:8]
+        and int.from_bytes(single[8:16], "little") == 1 and single[16 : len(header) - 8] == header[16:-8]
+    ):  # fmt: skip
+        return False
+    with open(target, "wb") as out:
+        out.write(header[:8] + rows.to_bytes(8, "little") + header[16:-8] + (rows * unit).to_bytes(8, "little"))
+        for prefixes in batches:
+            batch = faiss.clone_index(empty)
+            batch.add(prefixes)
+            codes = faiss.serialize_index(batch)
+            if len(codes) - len(header) != len(prefixes) * code_size:
+                raise RuntimeError(f"FAISS serialised {len(prefixes)} vectors in {len(codes) - len(header)} bytes")
+            out.write(memoryview(codes)[len(header) :])
+            del batch, codes
     return True
 
 
