@@ -58,7 +58,7 @@ class PlainProgress:
         state.printed_at = now
         state.printed_fraction = done / total if total else 1.0
         label = self.labels.get(stage, stage)
-        parts = [f"{time.strftime('%H:%M:%S')} {label}: {done:,}/{total:,}"]
+        parts = [f"{time.strftime('%H:%M:%S')} {label}: {self._amount(stage, done)}/{self._amount(stage, total)}"]
         if total:
             parts[0] += f" ({100 * done / total:.0f}%)"
         elapsed = now - state.started
@@ -67,6 +67,12 @@ class PlainProgress:
             parts.append(f"done in {duration(elapsed)}")
         elif done and elapsed > 0:
             rate = done / elapsed
-            parts.append(f"{rate:,.1f}/s" if rate < 100 else f"{rate:,.0f}/s")
+            parts.append(f"{self._amount(stage, rate, rate=True)}/s")
             parts.append(f"about {duration((total - done) / rate)} left")
         self.write(", ".join(parts))
+
+    def _amount(self, stage: str, value: float, rate: bool = False) -> str:
+        """How a stage's counts (and rates) read: `1,234`, `12.3` (a subclass writes bytes)."""
+        if rate:
+            return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+        return f"{value:,}"

@@ -38,7 +38,7 @@ from pathlib import Path
 from . import release, store
 from .errors import IndexFormatError, LegalSearchError, ModelError, TargetError, UsageError
 from .files import fsync_dir, human_bytes, write_atomic
-from .progress import PlainProgress, duration
+from .progress import PlainProgress
 from .pull_transport import Missing, Tampered, Transport, as_url, check_url
 from .segments import BUILDING_MARKER
 
@@ -388,23 +388,8 @@ class PlainBytes(PlainProgress):
 
     bytes_stages: tuple[str, ...] = ("download",)
 
-    def _line(self, stage, state, done, total, now) -> None:
-        if stage not in self.bytes_stages:
-            return super()._line(stage, state, done, total, now)
-        state.printed_at = now
-        state.printed_fraction = done / total if total else 1.0
-        label = self.labels.get(stage, stage)
-        parts = [f"{time.strftime('%H:%M:%S')} {label}: {human_bytes(done)}/{human_bytes(total)}"]
-        if total:
-            parts[0] += f" ({100 * done / total:.0f}%)"
-        elapsed = now - state.started
-        if done >= total:
-            state.finished = True
-            parts.append(f"done in {duration(elapsed)}")
-        elif done and elapsed > 0:
-            rate = done / elapsed
-            parts += [f"{human_bytes(rate)}/s", f"about {duration((total - done) / rate)} left"]
-        self.write(", ".join(parts))
+    def _amount(self, stage: str, value: float, rate: bool = False) -> str:
+        return human_bytes(value) if stage in self.bytes_stages else super()._amount(stage, value, rate)
 
 
 # --- answers before the model arrives ---------------------------------------------------------------------------

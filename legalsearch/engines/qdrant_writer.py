@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..documents import Chunk
-from ..store import MAX_DELETED_SHARE, IndexContents, StoredLaw, now, pause, static_manifest
+from ..store import MAX_DELETED_SHARE, IndexContents, StoredLaw, _alive, now, pause, static_manifest
 from .base import Writer
 from .qdrant_commit import Commit, move_head, write_state
 from .qdrant_points import INTEGER_FIELDS, KEYWORD_FIELDS, after, df_at, law_of, match, visible
@@ -27,14 +27,6 @@ SHARDS_ENV, REPLICAS_ENV, ON_DISK_ENV = "QDRANT_SHARDS", "QDRANT_REPLICATION_FAC
 _held = threading.local()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _empty_state() -> dict:
