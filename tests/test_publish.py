@@ -372,3 +372,32 @@ def test_earlier_wordings_travel_with_the_release(sources: Path, tmp_path: Path,
     then = search.search("Texto de pruebas", k=5, mode="lexical", filters=Filters(as_of="2099-06-01"))
     assert [(h.article_id, h.text) for h in then if h.boe_id == "BOE-A-2099-1"] == [("a1", "Texto original.")]
     assert search.article("BOE-A-2099-1", "a1", as_of="2099-06-01")["text"] == "Texto original."
+
+
+def segment_files(index: Path) -> dict[str, str]:
+    """sha256 of every file of every segment, by its path below the segment (segment names differ)."""
+    found = {}
+    for segment in sorted((index / "segments").iterdir()):
+        for path in sorted(p for p in segment.rglob("*") if p.is_file()):
+            if path.name != "segment.json":
+                found[str(path.relative_to(segment))] = release.hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def test_an_install_in_small_batches_writes_the_same_index(
+    sources: Path, tmp_path: Path, key: Path, encoder, monkeypatch
+) -> None:
+    """install_full streams vectors, FAISS codes and BM25 postings in batches (bounded memory): batch edges
+    anywhere must give the same files and catalogue as one batch."""
+    index, out = tmp_path / "idx", tmp_path / "out"
+    build(sources, index, encoder)
+    publish.publish(index, out, key)
+    whole = tmp_path / "whole"
+    follow(out, key, whole)
+    monkeypatch.setattr(release, "TEXT_BATCH", 7)
+    monkeypatch.setattr(release, "VECTOR_BATCH", 5)
+    monkeypatch.setattr(release, "POSTINGS_BLOCK", 13)
+    batched = tmp_path / "batched"
+    follow(out, key, batched)
+    assert segment_files(batched) == segment_files(whole)
+    assert digests(batched) == digests(whole) == digests(index)
