@@ -38,6 +38,7 @@ def agree(model: str) -> None:
     assert cosines.min() > 0.9999, cosines
 
 
+@pytest.mark.long
 def test_the_lean_encoder_gives_the_vectors_of_the_full_one(tiny_model: Path, minilm: Path, tmp_path: Path) -> None:
     own = tmp_path / "tiny"
     shutil.copytree(tiny_model, own, ignore=NO_EXPORTS)  # CLS pooling, XLM-R tokenizer, 512 tokens

@@ -102,6 +102,7 @@ def test_model_that_cannot_load_says_what_was_tried(tmp_path: Path) -> None:
 
 @needs_corpora
 @pytest.mark.slow
+@pytest.mark.long
 def test_end_to_end_real_model_on_real_laws(minilm: Path) -> None:
     """all-MiniLM-L6-v2 over the Constitución and the Estatuto de los Trabajadores, through the CLI."""
     sources = [str(CORPORA / "html" / "BOE-A-1978-31229.html"), str(CORPORA / "xml" / "BOE-A-2015-11430.xml")]

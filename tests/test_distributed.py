@@ -20,6 +20,8 @@ from legalsearch.testing import segment_folder
 
 from .test_index_search import LAW_B, long_article_law
 
+pytestmark = pytest.mark.long  # a local Ray cluster each: CI runs them after the default run
+
 runner = CliRunner()
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="pip install 'legalsearch[ray]'")
 
