@@ -30,11 +30,11 @@ REPEALED = REPEALED.replace(b"BOE-A-2099-1", b"BOE-A-2099-9").replace(b"Ley 1/20
 API_LAW = METADATA.replace(b"</data></response>", b"") + TEXTO.split(b"<data>", 1)[1]
 
 
-
 def chunk_rows(search: LegalSearch, hit) -> list[int]:
     """The global rows of the chunks of a hit's unit (the local engine's snapshot)."""
     query = "SELECT row FROM chunks WHERE boe_id = ? AND article_id = ? AND wording = '' ORDER BY row"
     return [r[0] for r in search._snapshot.connection.execute(query, (hit.boe_id, hit.article_id))]
+
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory, encoder) -> Path:

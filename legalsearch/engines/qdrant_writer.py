@@ -27,8 +27,6 @@ SHARDS_ENV, REPLICAS_ENV, ON_DISK_ENV = "QDRANT_SHARDS", "QDRANT_REPLICATION_FAC
 _held = threading.local()
 
 
-
-
 def _empty_state() -> dict:
     return {
         "commit": 0, "chunks": 0, "total_length": 0, "next_key": 1, "next_term": 0, "sources": {}, "created": None,
