@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .embedding import EncoderInfo
+from .files import alive
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -408,12 +409,8 @@ def stop_daemons(folder: Path | None = None, wait: float = 10.0) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not alive(pid):
         return False
-    except PermissionError:
-        return True
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False  # a child of this process (a test's), now reaped

@@ -152,3 +152,27 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def seal(building: Path, marker: str) -> None:
+    """Make a folder being built final: every file flushed, then the `marker` that says it is unfinished (what a
+    later `tidy` removes) taken out. The caller then renames it into place."""
+    fsync_tree(building)
+    (building / marker).unlink()
+
+
+def rename_into_place(building: Path, target: Path) -> None:
+    """Rename a sealed folder to `target` (a name not taken) and flush the parent, so the rename survives a crash."""
+    building.rename(target)
+    fsync_dir(target.parent)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this id runs (one of another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import __version__, release, store
 from .errors import TargetError
-from .files import fsync_dir, fsync_tree, sha256_file, storage_errors, write_atomic
+from .files import fsync_dir, rename_into_place, seal, sha256_file, storage_errors, write_atomic
 
 MAX_CHAIN = 30  # deltas after a full release before the next publish writes a full one (and the delta)
 MAX_DELTAS = 60  # deltas the manifest keeps: a follower that many publishes behind still catches up by deltas
@@ -264,10 +264,8 @@ def _write_part(out: Path, name: str, record: dict, fill: Callable[[Path], dict]
             for p in sorted(building.rglob("*"))
             if p.is_file() and p.name != store.BUILDING_MARKER
         }
-        fsync_tree(building)
-        (building / store.BUILDING_MARKER).unlink()
-        building.rename(out / name)
-        fsync_dir(out)
+        seal(building, store.BUILDING_MARKER)
+        rename_into_place(building, out / name)
         return files
     finally:
         if building.exists():

@@ -31,7 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .errors import LegalSearchError
-from .files import fsync_tree, sha256_file
+from .files import seal, sha256_file
 
 FORMAT = "legalsearch-release"
 FORMAT_VERSION = 1
@@ -931,8 +931,7 @@ def install_full(part: Path, signed: dict, index: Path, manifest_sha256: str = "
             finally:
                 connection.close()
             scratch.unlink()
-            fsync_tree(building)
-            (building / store.BUILDING_MARKER).unlink()
+            seal(building, store.BUILDING_MARKER)
             store._swap_into_place(building, index)
         finally:
             store._remove_own(building)

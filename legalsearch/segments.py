@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import lexical
-from .files import fsync_dir, fsync_tree, sha256_file
+from .files import rename_into_place, seal, sha256_file
 from .segment_components import FAISS_KINDS as FAISS_KINDS
 from .segment_components import HALF_ABOVE as HALF_ABOVE
 from .segment_components import QUANTIZATIONS as QUANTIZATIONS
@@ -101,10 +101,8 @@ def _build(
         record = {"format": SEGMENT_MARKER, "name": name, "rows": rows, "dims": list(layout.dims),
                   "full_dim": layout.full_dim, "files": _checksums(building, owned)}  # fmt: skip
         (building / SEGMENT_MANIFEST).write_text(json.dumps(record, indent=1), encoding="utf-8")
-        fsync_tree(building)
-        (building / BUILDING_MARKER).unlink()
-        building.rename(parent / name)
-        fsync_dir(parent)
+        seal(building, BUILDING_MARKER)
+        rename_into_place(building, parent / name)
         return record
     finally:
         if building.exists():

@@ -35,7 +35,17 @@ from .catalogue import DATABASE, connect, open_writer, pause, writes
 from .catalogue.writes import ARTICLE_COLUMNS, LAW_COLUMNS, LAW_JSON, now
 from .documents import Article, Chunk, Law
 from .errors import IndexFormatError, LegalSearchError, TargetError
-from .files import fsync_tree, full_disk, is_full, is_read_only, read_only, sha256_file, storage_errors, write_atomic
+from .files import (
+    alive,
+    full_disk,
+    is_full,
+    is_read_only,
+    read_only,
+    seal,
+    sha256_file,
+    storage_errors,
+    write_atomic,
+)
 from .headings import is_repealed
 from .modes import SEARCH_MODES
 from .segments import BUILDING_MARKER, FAISS_KINDS, QUANTIZATIONS, Layout, damaged
@@ -676,8 +686,7 @@ def _write_index(index: Path, contents: IndexContents, on_step, kind: str) -> di
             _commit(building, connection, change, contents.layout, on_step)
         finally:
             connection.close()
-        fsync_tree(building)
-        (building / BUILDING_MARKER).unlink()
+        seal(building, BUILDING_MARKER)
         _swap_into_place(building, index)
         return read_manifest(index)
     finally:
@@ -837,14 +846,7 @@ def _compact(index: Path, manifest: dict, names: list[str], on_step) -> dict:
 # --- crashes ----------------------------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_alive = alive  # the name release.py, publish.py and the Qdrant writer use
 
 
 def _made_by_us(folder: Path) -> bool:
